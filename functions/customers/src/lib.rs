@@ -1,0 +1,433 @@
+//! The customers API: list, create, get, update and delete project-scoped customers, kept
+//! in Stripe and in our table. The Lambda, the local server and the tests all call
+//! [`handle`].
+
+use std::collections::HashMap;
+
+use billstack::App;
+use billstack::clock;
+use billstack::error::ApiError;
+use billstack::http::{ApiRequest, ApiResponse};
+use billstack::ids::IdKind;
+use billstack::input::{
+    self, DEFAULT_LIMIT, Metadata, Page, Query, RESERVED_METADATA_KEYS, json_body, nullable,
+    stripe_metadata_replacing, validate_metadata,
+};
+use billstack::model::Customer;
+use billstack::routing::{Action, Resource};
+use billstack::store::EmailReservation;
+use billstack::stripe::{CustomerChanges, StripeCustomer};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Answers every customers route; other resources' routes are not this function's.
+pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    if req.route.resource != Resource::Customers {
+        return Err(ApiError::not_found(format!(
+            "No route for {}",
+            req.route.name()
+        )));
+    }
+    match req.route.action {
+        Action::List => list(app, &req).await,
+        Action::Create => create(app, &req).await,
+        Action::Get => get(app, &req)
+            .await
+            .map(|c| ApiResponse::ok(json!({"customer": c.to_json()}))),
+        Action::Update => update(app, &req).await,
+        Action::Delete => delete(app, &req).await,
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("Customer not found")
+}
+
+async fn get(app: &App, req: &ApiRequest) -> Result<Customer, ApiError> {
+    let id = req.object_id();
+    if !IdKind::Customer.matches(id) {
+        return Err(not_found());
+    }
+    app.store
+        .get_customer(req.project_id(), id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let query = Query::parse(req.query.as_deref(), &["limit", "offset", "startingAfter"])?;
+    let page = Page::from_query(&query, Some(DEFAULT_LIMIT))?;
+    if let Some(cursor) = &page.starting_after
+        && !IdKind::Customer.matches(cursor)
+    {
+        return Err(ApiError::invalid(
+            "startingAfter",
+            "startingAfter must be a customer ID (pc_...)",
+        ));
+    }
+    let (customers, has_more) = app.store.list_customers(req.project_id(), &page).await?;
+    Ok(ApiResponse::ok(json!({
+        "customers": customers.iter().map(Customer::to_json).collect::<Vec<_>>(),
+        "hasMore": has_more,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    email: Option<String>,
+    name: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+/// A validated create request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCustomer {
+    pub email: String,
+    pub name: Option<String>,
+    pub metadata: Metadata,
+}
+
+impl NewCustomer {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: CreateBody = json_body(body)?;
+        let email = body
+            .email
+            .ok_or_else(|| ApiError::invalid("email", "Missing required parameter: email"))?;
+        let metadata = body.metadata.unwrap_or_default();
+        validate_metadata(&metadata)?;
+        Ok(Self {
+            email: input::normalize_email(&email)?,
+            name: body
+                .name
+                .map(|n| input::text("name", &n, MAX_NAME_LEN))
+                .transpose()?,
+            metadata,
+        })
+    }
+}
+
+/// Our keys on every Stripe customer: enough to find the project and record of an orphan.
+fn our_metadata<'a>(project_id: &'a str, customer_id: &'a str) -> [(&'static str, &'a str); 2] {
+    [("project_id", project_id), ("billstack_id", customer_id)]
+}
+
+async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let new = NewCustomer::parse(&req.body)?;
+    let project_id = req.project_id();
+    let now = clock::now_epoch();
+    let id = IdKind::Customer.generate();
+    let reservation = EmailReservation {
+        project_id: project_id.to_owned(),
+        email: new.email.clone(),
+        customer_id: id.clone(),
+    };
+    app.store.reserve_email(&reservation, now).await?;
+
+    let stripe_customer = match stripe_customer_for(app, project_id, &id, &new).await {
+        Ok(customer) => customer,
+        Err(err) => {
+            app.store.release_email(&reservation).await;
+            return Err(err);
+        }
+    };
+    let customer = Customer {
+        id,
+        project_id: project_id.to_owned(),
+        email: new.email,
+        name: new.name.or(stripe_customer.name),
+        metadata: new.metadata,
+        stripe_customer_id: stripe_customer.id,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    if let Err(err) = app.store.insert_customer(&customer, &reservation).await {
+        // The Stripe customer stays, carrying project_id and billstack_id: the next create
+        // of this email finds it and links to it instead of making another.
+        app.store.release_email(&reservation).await;
+        return Err(err);
+    }
+    Ok(ApiResponse::created(
+        json!({"customer": customer.to_json()}),
+    ))
+}
+
+/// Links to the project's Stripe customer with this email (or an unclaimed one), else
+/// creates one. Never links to another project's Stripe customer: the two projects would
+/// then change each other's customer.
+async fn stripe_customer_for(
+    app: &App,
+    project_id: &str,
+    id: &str,
+    new: &NewCustomer,
+) -> Result<StripeCustomer, ApiError> {
+    let ours = our_metadata(project_id, id);
+    let candidates = app.stripe.customers_by_email(&new.email).await?;
+    let owner = |c: &StripeCustomer| c.metadata.get("project_id").cloned();
+    let existing = candidates
+        .iter()
+        .find(|c| owner(c).as_deref() == Some(project_id))
+        .or_else(|| candidates.iter().find(|c| owner(c).is_none()));
+    match existing {
+        Some(existing) => {
+            // A customer this project left behind takes exactly the new metadata; one that no
+            // project claimed keeps its own keys beside ours.
+            let stale: Vec<&String> = if owner(existing).is_some() {
+                existing.metadata.keys().collect()
+            } else {
+                Vec::new()
+            };
+            let changes = CustomerChanges {
+                email: None,
+                name: new.name.clone().map(Some),
+                metadata: Some(stripe_metadata_replacing(&new.metadata, &ours, stale)),
+            };
+            app.stripe
+                .update_customer(&existing.id, &changes, &format!("bs_{id}_link"))
+                .await
+        }
+        None => {
+            let metadata = stripe_metadata_replacing(&new.metadata, &ours, []);
+            app.stripe
+                .create_customer(
+                    &new.email,
+                    new.name.as_deref(),
+                    metadata,
+                    &format!("bs_{id}_create"),
+                )
+                .await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    metadata: Option<Option<Metadata>>,
+}
+
+/// A validated update: `None` leaves a field alone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CustomerPatch {
+    pub email: Option<String>,
+    /// `Some(None)` removes the name.
+    pub name: Option<Option<String>>,
+    /// Replaces the metadata (`null` in the body means none).
+    pub metadata: Option<Metadata>,
+}
+
+impl CustomerPatch {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: UpdateBody = json_body(body)?;
+        let email = match body.email {
+            None => None,
+            Some(None) => return Err(ApiError::invalid("email", "email cannot be removed")),
+            Some(Some(raw)) => Some(input::normalize_email(&raw)?),
+        };
+        let name = match body.name {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(Some(input::text("name", &raw, MAX_NAME_LEN)?)),
+        };
+        let metadata = body.metadata.map(Option::unwrap_or_default);
+        if let Some(metadata) = &metadata {
+            validate_metadata(metadata)?;
+        }
+        Ok(Self {
+            email,
+            name,
+            metadata,
+        })
+    }
+}
+
+async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let patch = CustomerPatch::parse(&req.body)?;
+    let current = get(app, req).await?;
+    let mut next = current.clone();
+    if let Some(email) = &patch.email {
+        next.email = email.clone();
+    }
+    if let Some(name) = &patch.name {
+        next.name = name.clone();
+    }
+    if let Some(metadata) = &patch.metadata {
+        next.metadata = metadata.clone();
+    }
+    if next == current {
+        return Ok(ApiResponse::ok(json!({"customer": current.to_json()})));
+    }
+    let email_changed = next.email != current.email;
+    let reservation = EmailReservation {
+        project_id: current.project_id.clone(),
+        email: next.email.clone(),
+        customer_id: current.id.clone(),
+    };
+    let now = clock::now_epoch();
+    if email_changed {
+        app.store.reserve_email(&reservation, now).await?;
+    }
+    let result = async {
+        push_to_stripe(app, &current, &next).await?;
+        next.updated_at = now.max(current.updated_at);
+        next.version = current.version + 1;
+        app.store
+            .replace_customer(
+                &next,
+                current.version,
+                email_changed.then_some((current.email.as_str(), &reservation)),
+            )
+            .await
+    }
+    .await;
+    if let Err(err) = result {
+        if email_changed {
+            app.store.release_email(&reservation).await;
+        }
+        return Err(err);
+    }
+    Ok(ApiResponse::ok(json!({"customer": next.to_json()})))
+}
+
+/// Sends what changed to Stripe. Metadata replaces: the Stripe customer ends with exactly
+/// the new keys plus ours, including keys set in Stripe behind our back.
+async fn push_to_stripe(app: &App, current: &Customer, next: &Customer) -> Result<(), ApiError> {
+    let ours = our_metadata(&current.project_id, &current.id);
+    let changes = CustomerChanges {
+        email: (next.email != current.email).then(|| next.email.clone()),
+        name: (next.name != current.name).then(|| next.name.clone()),
+        metadata: (next.metadata != current.metadata)
+            .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys())),
+    };
+    // Derived from the record's version and the change itself: a retry of the same change
+    // replays in Stripe, a different change gets its own key.
+    let key = format!(
+        "bs_{}_v{}_{}",
+        current.id,
+        current.version,
+        digest(&changes)
+    );
+    let updated = app
+        .stripe
+        .update_customer(&current.stripe_customer_id, &changes, &key)
+        .await?;
+    if changes.metadata.is_some() {
+        let extra: HashMap<String, String> = updated
+            .metadata
+            .keys()
+            .filter(|k| {
+                !next.metadata.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str())
+            })
+            .map(|k| (k.clone(), String::new()))
+            .collect();
+        if !extra.is_empty() {
+            let cleanup = CustomerChanges {
+                metadata: Some(extra),
+                ..CustomerChanges::default()
+            };
+            app.stripe
+                .update_customer(
+                    &current.stripe_customer_id,
+                    &cleanup,
+                    &format!("{key}_cleanup"),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn digest(changes: &CustomerChanges) -> String {
+    let mut metadata: Vec<_> = changes.metadata.iter().flatten().collect();
+    metadata.sort();
+    let text = format!("{:?}|{:?}|{:?}", changes.email, changes.name, metadata);
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let customer = get(app, req).await?;
+    // Our record only: the Stripe customer stays, so its subscriptions and invoices do too.
+    if app.store.delete_customer(&customer).await? {
+        Ok(ApiResponse::deleted())
+    } else {
+        Err(not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_a_valid_email_and_normalizes_it() {
+        let c = NewCustomer::parse(
+            br#"{"email": " Jane@Example.com ", "name": "Jane", "metadata": {"plan": "pro"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.email, "jane@example.com");
+        assert_eq!(c.name.as_deref(), Some("Jane"));
+        assert_eq!(c.metadata.get("plan").map(String::as_str), Some("pro"));
+
+        let err = NewCustomer::parse(br#"{"name": "Jane"}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("email"));
+        let err = NewCustomer::parse(br#"{"email": "nope"}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("email"));
+        let err = NewCustomer::parse(br#"{"email": "a@b.co", "phone": "1"}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("phone"));
+        let long = format!(r#"{{"email": "a@b.co", "name": "{}"}}"#, "x".repeat(257));
+        assert_eq!(
+            NewCustomer::parse(long.as_bytes())
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("name")
+        );
+        let err = NewCustomer::parse(br#"{"email": "a@b.co", "metadata": {"project_id": "x"}}"#)
+            .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("metadata.project_id"));
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_null_and_values() {
+        let p = CustomerPatch::parse(br#"{}"#).unwrap();
+        assert_eq!(p, CustomerPatch::default());
+        let p = CustomerPatch::parse(br#"{"name": null, "metadata": null}"#).unwrap();
+        assert_eq!(p.name, Some(None));
+        assert_eq!(p.metadata, Some(Metadata::new()));
+        let p = CustomerPatch::parse(br#"{"email": "NEW@x.io"}"#).unwrap();
+        assert_eq!(p.email.as_deref(), Some("new@x.io"));
+        assert!(CustomerPatch::parse(br#"{"email": null}"#).is_err());
+        assert!(CustomerPatch::parse(br#"{"unitAmount": 5}"#).is_err());
+    }
+
+    #[test]
+    fn change_digests_differ_by_change_and_ignore_map_order() {
+        let a = CustomerChanges {
+            metadata: Some([("a".into(), "1".into()), ("b".into(), "2".into())].into()),
+            ..Default::default()
+        };
+        let b = CustomerChanges {
+            metadata: Some([("b".into(), "2".into()), ("a".into(), "1".into())].into()),
+            ..Default::default()
+        };
+        let c = CustomerChanges {
+            name: Some(Some("x".into())),
+            ..Default::default()
+        };
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(digest(&a), digest(&c));
+    }
+}

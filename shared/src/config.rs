@@ -1,0 +1,79 @@
+//! Configuration from the environment, read once at start-up.
+
+use std::time::Duration;
+
+/// Where the table and Stripe are, and the knobs of the request path.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `TABLE_NAME`.
+    pub table_name: String,
+    /// `DYNAMODB_ENDPOINT`: DynamoDB Local's URL; unset for AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// `STRIPE_SECRET_KEY`.
+    pub stripe_secret_key: String,
+    /// `STRIPE_API_BASE`: the emulator's URL; unset for api.stripe.com.
+    pub stripe_api_base: Option<String>,
+    /// `STRIPE_TIMEOUT_MS` (default 8000): bound on each Stripe attempt.
+    pub stripe_timeout: Duration,
+    /// `AUTH_CACHE_TTL_SECONDS` (default 30): how long a warm container trusts a key it
+    /// looked up, i.e. the longest a revoked key may keep working there.
+    pub auth_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("table_name", &self.table_name)
+            .field("dynamodb_endpoint", &self.dynamodb_endpoint)
+            .field("stripe_secret_key", &"<redacted>")
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("stripe_timeout", &self.stripe_timeout)
+            .field("auth_cache_ttl", &self.auth_cache_ttl)
+            .finish()
+    }
+}
+
+pub const DEFAULT_STRIPE_TIMEOUT_MS: u64 = 8_000;
+pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 30;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number(name: &str, default: u64) -> Result<u64, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name} must be a whole number, got {raw:?}")),
+    }
+}
+
+impl Config {
+    /// Reads the environment; an error names the variable that is missing or wrong.
+    pub fn from_env() -> Result<Self, String> {
+        let table_name = var("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
+        let stripe_secret_key = var("STRIPE_SECRET_KEY").ok_or("STRIPE_SECRET_KEY is not set")?;
+        if !stripe_secret_key.starts_with("sk_") && !stripe_secret_key.starts_with("rk_") {
+            return Err(
+                "STRIPE_SECRET_KEY must be a Stripe secret key (sk_...) or restricted key (rk_...)"
+                    .into(),
+            );
+        }
+        Ok(Self {
+            table_name,
+            dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
+            stripe_secret_key,
+            stripe_api_base: var("STRIPE_API_BASE"),
+            stripe_timeout: Duration::from_millis(number(
+                "STRIPE_TIMEOUT_MS",
+                DEFAULT_STRIPE_TIMEOUT_MS,
+            )?),
+            auth_cache_ttl: Duration::from_secs(number(
+                "AUTH_CACHE_TTL_SECONDS",
+                DEFAULT_AUTH_CACHE_TTL_SECS,
+            )?),
+        })
+    }
+}

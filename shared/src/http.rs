@@ -1,0 +1,185 @@
+//! From a `lambda_http` request to a response, the same way in Lambda, in the local
+//! server and in tests: route, authenticate, call the resource's handler, map errors,
+//! and write one JSON log line.
+
+use std::future::Future;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::routing::{Route, route};
+
+/// A routed, authenticated request, as a handler sees it.
+pub struct ApiRequest {
+    pub route: Route,
+    pub principal: Principal,
+    /// The raw query string (URL-encoded).
+    pub query: Option<String>,
+    pub body: Vec<u8>,
+    /// The client's `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    // Never the body or headers: they may carry personal data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("route", &self.route.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiRequest {
+    /// The path's object ID (present for Get/Update/Delete routes).
+    pub fn object_id(&self) -> &str {
+        self.route.object_id.as_deref().unwrap_or_default()
+    }
+
+    pub fn project_id(&self) -> &str {
+        &self.route.project_id
+    }
+}
+
+/// A handler's answer: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    pub fn created(body: Value) -> Self {
+        Self {
+            status: StatusCode::CREATED,
+            body,
+        }
+    }
+
+    pub fn deleted() -> Self {
+        Self::ok(serde_json::json!({"success": true}))
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn json_response(status: StatusCode, body: String, retry_after: Option<u32>) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(secs) = retry_after {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Serves one request with `handler`, which answers the routes of its resources (and 404s
+/// the others). Authentication and authorization happen here, before the handler runs.
+pub async fn serve<H, Fut>(app: &App, request: Request, handler: H) -> Response<Body>
+where
+    H: FnOnce(ApiRequest) -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    let started = Instant::now();
+    let request_id = request
+        .lambda_context_ref()
+        .map(|ctx| ctx.request_id.clone())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let matched = route(&method, &path);
+    let route_name = matched
+        .as_ref()
+        .map(Route::name)
+        .unwrap_or_else(|_| "unmatched".to_owned());
+    let (team_id, project_id) = matched
+        .as_ref()
+        .map(|r| (r.team_id.clone(), r.project_id.clone()))
+        .unwrap_or_default();
+
+    let result = async {
+        let route = matched?;
+        let headers = request.headers();
+        let principal = app
+            .auth
+            .authenticate(
+                &app.store,
+                header(headers, "authorization"),
+                &route.team_id,
+                &route.project_id,
+                route.resource,
+                route.action.access(),
+            )
+            .await?;
+        let api_request = ApiRequest {
+            principal,
+            query: request.uri().query().map(str::to_owned),
+            idempotency_key: header(headers, "idempotency-key").map(str::to_owned),
+            body: request.body().as_ref().to_vec(),
+            route,
+        };
+        handler(api_request).await
+    }
+    .await;
+
+    let (status, response, error_code) = match result {
+        Ok(ok) => (
+            ok.status,
+            json_response(ok.status, ok.body.to_string(), None),
+            None,
+        ),
+        Err(err) => (
+            err.status,
+            json_response(err.status, err.body_json(), err.retry_after),
+            Some(err.code),
+        ),
+    };
+    tracing::info!(
+        target: "billstack::request",
+        request_id = %request_id,
+        method = %method,
+        route = %route_name,
+        team_id = %team_id,
+        project_id = %project_id,
+        status = status.as_u16(),
+        error_code = error_code.unwrap_or(""),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// JSON logs to stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`).
+/// The AWS SDK's and hyper's own chatter stays at `warn`.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,h2=warn,rustls=warn",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_ansi(false)
+        .try_init();
+}

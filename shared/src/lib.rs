@@ -1,0 +1,19 @@
+//! BillStack's common crate: configuration, auth, errors and HTTP plumbing, routing, the
+//! DynamoDB single-table store, the Stripe gateway, and domain types with their validation.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod input;
+pub mod model;
+pub mod routing;
+pub mod store;
+pub mod stripe;
+
+pub use app::App;
+pub use error::ApiError;
+pub use lambda_http;

@@ -1,0 +1,328 @@
+//! Customers and their per-project email uniqueness items.
+//!
+//! An email is reserved (`pending`) before Stripe is called, so of many concurrent
+//! creates of one email exactly one reaches Stripe; the customer and the email's
+//! activation are then written in one transaction. A reservation left `pending` by a
+//! crashed invocation goes stale after [`EmailReservation::STALE_AFTER_SECS`] and may be
+//! taken over.
+
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+
+use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s, to_item};
+use crate::error::ApiError;
+use crate::input::Page;
+use crate::model::Customer;
+
+/// A pending claim on an email for one customer ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailReservation {
+    pub project_id: String,
+    pub email: String,
+    pub customer_id: String,
+}
+
+impl EmailReservation {
+    /// Longer than any invocation can run (the function timeout is 30 s).
+    pub const STALE_AFTER_SECS: i64 = 120;
+}
+
+fn taken(email: &str) -> ApiError {
+    ApiError::conflict(
+        "email_taken",
+        format!("A customer with email {email} already exists in this project"),
+    )
+    .with_param("email")
+}
+
+fn put(item: Item, condition: &str) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .build()
+        .map_err(ApiError::internal)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+impl Store {
+    fn transact_put(&self, item: Item, condition: &str) -> Result<TransactWriteItem, ApiError> {
+        let mut tx = put(item, condition)?;
+        if let Some(put) = tx.put.as_mut() {
+            put.table_name = self.table.clone();
+        }
+        Ok(tx)
+    }
+
+    fn activate_email(
+        &self,
+        reservation: &EmailReservation,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::customer_email(
+                &reservation.project_id,
+                &reservation.email,
+            ))))
+            .update_expression("SET #state = :active REMOVE reservedAt")
+            .condition_expression("customerId = :id")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":id", s(&reservation.customer_id))
+            .build()
+            .map_err(ApiError::internal)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn delete_email(
+        &self,
+        project_id: &str,
+        email: &str,
+        customer_id: &str,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::customer_email(project_id, email))))
+            .condition_expression("customerId = :id")
+            .expression_attribute_values(":id", s(customer_id))
+            .build()
+            .map_err(ApiError::internal)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Claims `email` in the project for `customer_id`, or 409 if another customer has it
+    /// (or is being created with it right now).
+    pub async fn reserve_email(
+        &self,
+        reservation: &EmailReservation,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let (pk, sk) = keys::customer_email(&reservation.project_id, &reservation.email);
+        let item: Item = [
+            (keys::PK.to_owned(), s(pk)),
+            (keys::SK.to_owned(), s(sk)),
+            (keys::ENTITY.to_owned(), s("customer_email")),
+            ("customerId".to_owned(), s(&reservation.customer_id)),
+            ("state".to_owned(), s("pending")),
+            ("reservedAt".to_owned(), n(now)),
+        ]
+        .into();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :pending AND reservedAt < :stale)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":stale", n(now - EmailReservation::STALE_AFTER_SECS))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Err(taken(&reservation.email)),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// Gives a reservation up (after Stripe or our write failed). Best effort: a failure is
+    /// logged, and the reservation then goes stale on its own.
+    pub async fn release_email(&self, reservation: &EmailReservation) {
+        let (pk, sk) = keys::customer_email(&reservation.project_id, &reservation.email);
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item((pk, sk))))
+            .condition_expression("customerId = :id AND #state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":id", s(&reservation.customer_id))
+            .expression_attribute_values(":pending", s("pending"))
+            .send()
+            .await;
+        if let Err(err) = result
+            && !is_conditional_failure(&err)
+        {
+            tracing::warn!(
+                error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err),
+                "could not release an email reservation; it will go stale"
+            );
+        }
+    }
+
+    pub async fn get_customer(
+        &self,
+        project_id: &str,
+        customer_id: &str,
+    ) -> Result<Option<Customer>, ApiError> {
+        self.get(keys::object(project_id, keys::CUSTOMER, customer_id))
+            .await
+    }
+
+    pub async fn list_customers(
+        &self,
+        project_id: &str,
+        page: &Page,
+    ) -> Result<(Vec<Customer>, bool), ApiError> {
+        self.list_objects(project_id, keys::CUSTOMER, page, None)
+            .await
+    }
+
+    /// Writes a new customer and activates its email reservation, in one transaction.
+    pub async fn insert_customer(
+        &self,
+        customer: &Customer,
+        reservation: &EmailReservation,
+    ) -> Result<(), ApiError> {
+        let item = to_item(
+            customer,
+            keys::object(&customer.project_id, keys::CUSTOMER, &customer.id),
+            "customer",
+        )?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(self.transact_put(item, "attribute_not_exists(pk)")?)
+            .transact_items(self.activate_email(reservation)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The reservation was lost (taken over as stale): someone else has the email now.
+            Err(err) if cancelled_by_condition(&err) => Err(taken(&reservation.email)),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// Replaces a customer whose stored version is `expected_version`; when the email
+    /// changes, frees the old email item and activates the new reservation in the same
+    /// transaction. 409 if the customer changed or vanished meanwhile.
+    pub async fn replace_customer(
+        &self,
+        customer: &Customer,
+        expected_version: u64,
+        email_change: Option<(&str, &EmailReservation)>,
+    ) -> Result<(), ApiError> {
+        let item = to_item(
+            customer,
+            keys::object(&customer.project_id, keys::CUSTOMER, &customer.id),
+            "customer",
+        )?;
+        let mut put_item = self.transact_put(item, "version = :expected")?;
+        if let Some(put) = put_item.put.as_mut() {
+            put.expression_attribute_values =
+                Some([(":expected".to_owned(), n(expected_version))].into());
+        }
+        let mut tx = self.client.transact_write_items().transact_items(put_item);
+        if let Some((old_email, reservation)) = email_change {
+            tx = tx
+                .transact_items(self.delete_email(&customer.project_id, old_email, &customer.id)?)
+                .transact_items(self.activate_email(reservation)?);
+        }
+        match tx.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if cancelled_by_condition(&err) => Err(ApiError::conflict(
+                "concurrent_update",
+                "The customer was changed or deleted by another request; fetch it and retry",
+            )),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// Deletes a customer and frees its email; `false` if it was not there.
+    pub async fn delete_customer(&self, customer: &Customer) -> Result<bool, ApiError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::object(
+                &customer.project_id,
+                keys::CUSTOMER,
+                &customer.id,
+            ))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(ApiError::internal)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.delete_email(
+                &customer.project_id,
+                &customer.email,
+                &customer.id,
+            )?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if cancelled_by_condition(&err) => {
+                // Either the customer is gone already, or its email item is missing; in the
+                // latter case still delete the customer so it cannot linger.
+                Ok(self.delete_customer_item(customer).await?)
+            }
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    async fn delete_customer_item(&self, customer: &Customer) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::object(
+                &customer.project_id,
+                keys::CUSTOMER,
+                &customer.id,
+            ))))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// Raw item of a customer's email, for tests and repair tools.
+    pub async fn email_owner(
+        &self,
+        project_id: &str,
+        email: &str,
+    ) -> Result<Option<(String, String)>, ApiError> {
+        let item: Option<Item> = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::customer_email(project_id, email))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo_error)?
+            .item;
+        Ok(item.map(|item| {
+            let get = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            (get("customerId"), get("state"))
+        }))
+    }
+}
+
+fn cancelled_by_condition<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}

@@ -1,0 +1,416 @@
+//! The DynamoDB single-table store. Handlers see records and [`ApiError`]s, never SDK types.
+
+mod customers;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::ApiKeyRecord;
+use crate::error::ApiError;
+use crate::input::Page;
+use crate::model::{Project, Team};
+
+pub use customers::EmailReservation;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The table and the client that reaches it; cheap to share by reference.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("table", &self.table).finish()
+    }
+}
+
+/// Maps a DynamoDB SDK error to an API error: throttling and transient faults are 503
+/// (retry), anything else is our own fault (500, details logged only).
+pub fn dynamo_error<E, R>(err: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let retryable = matches!(
+        err.code(),
+        Some(
+            "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "TransactionConflictException"
+                | "TransactionInProgressException"
+        )
+    ) || matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+    );
+    if retryable {
+        tracing::warn!(code = err.code().unwrap_or("transport"), "dynamodb is busy");
+        ApiError::unavailable("The database is busy; retry the request")
+    } else {
+        ApiError::internal(format!(
+            "dynamodb: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+        ))
+    }
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.code() == Some("ConditionalCheckFailedException")
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Serializes a record and adds its keys and entity type.
+pub(crate) fn to_item<T: Serialize>(
+    record: &T,
+    key: (String, String),
+    entity: &str,
+) -> Result<Item, ApiError> {
+    let mut item: Item = serde_dynamo::to_item(record).map_err(ApiError::internal)?;
+    item.insert(keys::PK.to_owned(), s(key.0));
+    item.insert(keys::SK.to_owned(), s(key.1));
+    item.insert(keys::ENTITY.to_owned(), s(entity));
+    Ok(item)
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
+    serde_dynamo::from_item(item).map_err(ApiError::internal)
+}
+
+fn key_item(key: (String, String)) -> Item {
+    HashMap::from([
+        (keys::PK.to_owned(), s(key.0)),
+        (keys::SK.to_owned(), s(key.1)),
+    ])
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A client for `endpoint` (DynamoDB Local) or, with `None`, for the AWS settings of the
+    /// environment (the Lambda role, a profile, ...).
+    pub async fn connect(table: impl Into<String>, endpoint: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+            // DynamoDB Local accepts any credentials and region; don't require real ones.
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "billstack-local",
+                ));
+            }
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                loader = loader.region(aws_config::Region::new("us-east-1"));
+            }
+        }
+        let config = loader.load().await;
+        Self::new(Client::new(&config), table)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the table with the keys and index the store uses; `false` if it exists.
+    pub async fn create_table_if_missing(&self) -> Result<bool, ApiError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(false),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => {}
+            Err(err) => return Err(dynamo_error(err)),
+        }
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(ApiError::internal)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(ApiError::internal)
+        };
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(keys::GSI1)
+            .key_schema(key(keys::GSI1PK, KeyType::Hash)?)
+            .key_schema(key(keys::GSI1SK, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(ApiError::internal)?;
+        let result = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(keys::PK)?)
+            .attribute_definitions(attr(keys::SK)?)
+            .attribute_definitions(attr(keys::GSI1PK)?)
+            .attribute_definitions(attr(keys::GSI1SK)?)
+            .key_schema(key(keys::PK, KeyType::Hash)?)
+            .key_schema(key(keys::SK, KeyType::Range)?)
+            .global_secondary_indexes(gsi)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Another process created it first.
+            Err(err) if err.code() == Some("ResourceInUseException") => Ok(false),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// A strongly consistent read of one item.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        key: (String, String),
+    ) -> Result<Option<T>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo_error)?;
+        out.item.map(from_item).transpose()
+    }
+
+    /// Writes an item that must not exist yet; `false` if it does.
+    async fn put_new(&self, item: Item) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    pub async fn put_team(&self, team: &Team) -> Result<(), ApiError> {
+        let item = to_item(team, keys::team(&team.id), "team")?;
+        if self.put_new(item).await? {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(
+                "team_exists",
+                format!("Team {} already exists", team.id),
+            ))
+        }
+    }
+
+    pub async fn get_team(&self, team_id: &str) -> Result<Option<Team>, ApiError> {
+        self.get(keys::team(team_id)).await
+    }
+
+    pub async fn put_project(&self, project: &Project) -> Result<(), ApiError> {
+        let mut item = to_item(project, keys::project(&project.id), "project")?;
+        item.insert(
+            keys::GSI1PK.to_owned(),
+            s(keys::team_index(&project.team_id)),
+        );
+        item.insert(
+            keys::GSI1SK.to_owned(),
+            s(format!("PROJECT#{}", project.id)),
+        );
+        if self.put_new(item).await? {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(
+                "project_exists",
+                format!("Project {} already exists", project.id),
+            ))
+        }
+    }
+
+    pub async fn get_project(&self, project_id: &str) -> Result<Option<Project>, ApiError> {
+        self.get(keys::project(project_id)).await
+    }
+
+    /// Stores a key record under the hash of its secret.
+    pub async fn put_api_key(&self, hash: &str, record: &ApiKeyRecord) -> Result<(), ApiError> {
+        let mut item = to_item(record, keys::api_key(hash), "api_key")?;
+        item.insert(
+            keys::GSI1PK.to_owned(),
+            s(keys::team_index(&record.team_id)),
+        );
+        item.insert(keys::GSI1SK.to_owned(), s(format!("APIKEY#{}", record.id)));
+        if self.put_new(item).await? {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(
+                "api_key_exists",
+                "API key already exists",
+            ))
+        }
+    }
+
+    pub async fn get_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+        self.get(keys::api_key(hash)).await
+    }
+
+    /// Marks a key revoked (epoch seconds); `false` if there is no such key.
+    pub async fn revoke_api_key(&self, hash: &str, at: i64) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::api_key(hash))))
+            .update_expression("SET revokedAt = :at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
+    /// One page of a project's objects of one kind (`prefix`, e.g. [`keys::CUSTOMER`]),
+    /// newest first. Reads `offset + limit + 1` matching items at most (the extra one tells
+    /// whether there are more); with a cursor it starts right after that object.
+    pub(crate) async fn list_objects<T: DeserializeOwned>(
+        &self,
+        project_id: &str,
+        prefix: &str,
+        page: &Page,
+        filter: Option<(&str, HashMap<String, AttributeValue>)>,
+    ) -> Result<(Vec<T>, bool), ApiError> {
+        let partition = keys::project_partition(project_id);
+        self.query_newest_first(
+            None,
+            ("pk", partition.clone()),
+            ("sk", prefix.to_owned()),
+            page.starting_after
+                .as_deref()
+                .map(|id| key_item(keys::object(project_id, prefix, id))),
+            page,
+            filter,
+        )
+        .await
+    }
+
+    /// The `Query` loop behind every list: newest first, at most `offset + limit + 1`
+    /// matches read, pages sized to what is still needed.
+    pub(crate) async fn query_newest_first<T: DeserializeOwned>(
+        &self,
+        index: Option<&str>,
+        (pk_name, pk_value): (&str, String),
+        (sk_name, sk_prefix): (&str, String),
+        start_after: Option<Item>,
+        page: &Page,
+        filter: Option<(&str, HashMap<String, AttributeValue>)>,
+    ) -> Result<(Vec<T>, bool), ApiError> {
+        let wanted = page.limit.map(|limit| (page.offset + limit) as usize + 1);
+        let mut start_key = start_after;
+        let mut found: Vec<Item> = Vec::new();
+        let (filter_expr, filter_values) = match filter {
+            Some((expr, values)) => (Some(expr.to_owned()), values),
+            None => (None, HashMap::new()),
+        };
+        loop {
+            let remaining = wanted.map(|w| w.saturating_sub(found.len()));
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":pk", s(pk_value.clone()))
+                .expression_attribute_values(":prefix", s(sk_prefix.clone()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start_key.take())
+                .set_filter_expression(filter_expr.clone());
+            for (name, value) in &filter_values {
+                query = query.expression_attribute_values(name, value.clone());
+            }
+            if index.is_none() {
+                query = query.consistent_read(true);
+            }
+            if let Some(remaining) = remaining {
+                // Without a filter every item read is a match, so read no more than needed.
+                let page_size = if filter_expr.is_some() {
+                    1000
+                } else {
+                    remaining.clamp(1, 1000)
+                };
+                query = query.limit(page_size as i32);
+            }
+            let out = query.send().await.map_err(dynamo_error)?;
+            found.extend(out.items.unwrap_or_default());
+            start_key = out.last_evaluated_key;
+            let enough = wanted.is_some_and(|w| found.len() >= w);
+            if enough || start_key.is_none() {
+                break;
+            }
+        }
+        let offset = page.offset as usize;
+        let has_more = wanted.is_some_and(|w| found.len() >= w);
+        let items = found
+            .into_iter()
+            .skip(offset)
+            .take(page.limit.map_or(usize::MAX, |l| l as usize))
+            .map(from_item)
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok((items, has_more))
+    }
+}
