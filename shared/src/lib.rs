@@ -1,6 +1,7 @@
 //! BillStack's common crate: configuration, auth, errors and HTTP plumbing, routing, the
 //! DynamoDB single-table store, the Stripe gateway, and domain types with their validation.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod clock;

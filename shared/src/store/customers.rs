@@ -34,22 +34,15 @@ fn taken(email: &str) -> ApiError {
     .with_param("email")
 }
 
-fn put(item: Item, condition: &str) -> Result<TransactWriteItem, ApiError> {
-    let put = Put::builder()
-        .set_item(Some(item))
-        .condition_expression(condition)
-        .build()
-        .map_err(ApiError::internal)?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
 impl Store {
     fn transact_put(&self, item: Item, condition: &str) -> Result<TransactWriteItem, ApiError> {
-        let mut tx = put(item, condition)?;
-        if let Some(put) = tx.put.as_mut() {
-            put.table_name = self.table.clone();
-        }
-        Ok(tx)
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .build()
+            .map_err(ApiError::internal)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     fn activate_email(

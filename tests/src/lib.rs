@@ -1,0 +1,216 @@
+//! What the integration tests share: one DynamoDB Local per test binary (or the one at
+//! `DYNAMODB_ENDPOINT`), one table, and per test a fresh Stripe emulator, team, project
+//! and full-access key, so tests run in parallel without seeing each other's data.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use billstack::App;
+use billstack::admin::{self, NewApiKey};
+use billstack::auth::ApiKeyRecord;
+use billstack::config::Config;
+use billstack::lambda_http::{Body, Request};
+use billstack::model::{Project, Team};
+use billstack::store::Store;
+use billstack::stripe::StripeGateway;
+use devstack::DynamoDbLocal;
+use http::{Method, StatusCode};
+use serde_json::Value;
+use stripe_emulator::StripeEmulator;
+
+pub use stripe_emulator::{Fault, FaultTiming};
+
+const TABLE: &str = "billstack-test";
+
+static DYNAMODB: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
+static TABLE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// DynamoDB Local's endpoint: `DYNAMODB_ENDPOINT` if set, else one started for this
+/// test binary (and stopped when it exits).
+pub fn dynamodb_endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT")
+        && !endpoint.is_empty()
+    {
+        return endpoint;
+    }
+    match DYNAMODB.get_or_init(|| DynamoDbLocal::start(0)) {
+        Ok(local) => local.endpoint().to_owned(),
+        Err(err) => panic!("cannot start DynamoDB Local: {err}"),
+    }
+}
+
+/// A store on the shared test table, created on first use.
+pub async fn store() -> Store {
+    let endpoint = tokio::task::spawn_blocking(dynamodb_endpoint)
+        .await
+        .expect("dynamodb start task");
+    let store = Store::connect(TABLE, Some(&endpoint)).await;
+    TABLE_READY
+        .get_or_init(|| async {
+            store
+                .create_table_if_missing()
+                .await
+                .expect("create test table");
+        })
+        .await;
+    store
+}
+
+/// One test's world: its own Stripe emulator, team, project and full-access key.
+pub struct TestEnv {
+    pub app: Arc<App>,
+    pub store: Store,
+    pub stripe: StripeEmulator,
+    pub team: Team,
+    pub project: Project,
+    /// A full-access key of the team.
+    pub key: String,
+}
+
+pub fn config(stripe_url: &str) -> Config {
+    Config {
+        table_name: TABLE.to_owned(),
+        dynamodb_endpoint: None,
+        stripe_secret_key: "sk_test_billstack_tests".to_owned(),
+        stripe_api_base: Some(stripe_url.to_owned()),
+        stripe_timeout: Duration::from_secs(5),
+        // Tests revoke keys and expect the very next request to see it.
+        auth_cache_ttl: Duration::ZERO,
+    }
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        // Logs show up beside a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,billstack=info")
+            .try_init();
+        let store = store().await;
+        let stripe = StripeEmulator::start(0)
+            .await
+            .expect("start stripe emulator");
+        let config = config(&stripe.url());
+        let gateway = StripeGateway::new(
+            &config.stripe_secret_key,
+            config.stripe_api_base.as_deref(),
+            config.stripe_timeout,
+        )
+        .expect("stripe gateway");
+        let app = Arc::new(App::new(store.clone(), gateway, &config));
+        let team = admin::create_team(&store, "Test team").await.expect("team");
+        let project = admin::create_project(&store, &team.id, "Test project")
+            .await
+            .expect("project");
+        let (_, secret) = admin::create_api_key(
+            &store,
+            &team.id,
+            &NewApiKey {
+                name: "full".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("key");
+        Self {
+            app,
+            store,
+            stripe,
+            team,
+            project,
+            key: secret.expose().to_owned(),
+        }
+    }
+
+    /// Another key of this env's team.
+    pub async fn key_with(&self, new: NewApiKey) -> (ApiKeyRecord, String) {
+        let (record, secret) = admin::create_api_key(&self.store, &self.team.id, &new)
+            .await
+            .expect("key");
+        (record, secret.expose().to_owned())
+    }
+
+    /// Another project of this env's team.
+    pub async fn other_project(&self) -> Project {
+        admin::create_project(&self.store, &self.team.id, "Other project")
+            .await
+            .expect("project")
+    }
+
+    pub fn path(&self, resource: &str) -> String {
+        project_path(&self.team.id, &self.project.id, resource)
+    }
+
+    /// Sends a request with this env's full-access key.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(Some(&self.key), method, path, body).await
+    }
+
+    /// Sends a request with `key` (or none), through the same dispatch as the local API.
+    pub async fn call_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.map(|b| b.to_string());
+        self.call_raw(
+            key.map(|k| format!("Bearer {k}")).as_deref(),
+            method,
+            path,
+            body,
+        )
+        .await
+    }
+
+    /// Sends a request with a raw Authorization header value and a raw body.
+    pub async fn call_raw(
+        &self,
+        authorization: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut builder = http::Request::builder().method(method).uri(path);
+        if let Some(auth) = authorization {
+            builder = builder.header("authorization", auth);
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request: Request = builder
+            .body(body.map_or(Body::Empty, Body::Text))
+            .expect("request");
+        send(&self.app, request).await
+    }
+}
+
+/// Serves a `lambda_http` request and reads the JSON answer.
+pub async fn send(app: &App, request: Request) -> (StatusCode, Value) {
+    let response = billstack_local::dispatch(app, request).await;
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "every answer is JSON"
+    );
+    let body = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
+        Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
+        _ => Value::Null,
+    };
+    (status, body)
+}
+
+pub fn project_path(team_id: &str, project_id: &str, resource: &str) -> String {
+    format!("/api/billstack/teams/{team_id}/projects/{project_id}/{resource}")
+}

@@ -1,0 +1,816 @@
+//! The customers API end to end: handlers → DynamoDB Local and the Stripe emulator.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use billstack_tests::{Fault, FaultTiming, TestEnv};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn create(env: &TestEnv, body: Value) -> Value {
+    let (status, body) = env
+        .call(Method::POST, &env.path("customers"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["customer"].clone()
+}
+
+fn item_path(env: &TestEnv, id: &str) -> String {
+    format!("{}/{id}", env.path("customers"))
+}
+
+fn stripe_metadata(env: &TestEnv, stripe_id: &str) -> Value {
+    env.stripe.customer(stripe_id).expect("stripe customer")["metadata"].clone()
+}
+
+#[tokio::test]
+async fn create_writes_the_customer_to_stripe_and_dynamodb() {
+    let env = TestEnv::new().await;
+    let customer = create(
+        &env,
+        json!({"email": "  Jane@Example.com ", "name": "Jane Doe", "metadata": {"plan": "pro"}}),
+    )
+    .await;
+
+    let id = customer["id"].as_str().unwrap();
+    assert!(id.starts_with("pc_"), "{id}");
+    assert_eq!(customer["email"], "jane@example.com");
+    assert_eq!(customer["name"], "Jane Doe");
+    assert_eq!(customer["metadata"], json!({"plan": "pro"}));
+    assert_eq!(customer["projectId"], env.project.id.as_str());
+    let created_at = customer["createdAt"].as_str().unwrap();
+    assert!(
+        created_at.ends_with('Z') && created_at.len() == 20,
+        "{created_at}"
+    );
+    assert_eq!(customer["updatedAt"], customer["createdAt"]);
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap();
+    assert!(stripe_id.starts_with("cus_"));
+
+    // Stripe: the customer, with our project_id and BillStack ID beside the client's keys.
+    let in_stripe = env.stripe.customer(stripe_id).expect("in stripe");
+    assert_eq!(in_stripe["email"], "jane@example.com");
+    assert_eq!(in_stripe["name"], "Jane Doe");
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"plan": "pro", "project_id": env.project.id, "billstack_id": id})
+    );
+    // The create carried an idempotency key derived from the BillStack ID.
+    let creates: Vec<_> = env
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == "POST /v1/customers")
+        .collect();
+    assert_eq!(creates.len(), 1);
+    assert_eq!(
+        creates[0].idempotency_key.as_deref(),
+        Some(format!("bs_{id}_create").as_str())
+    );
+
+    // DynamoDB: the record and the email's uniqueness item.
+    let stored = env
+        .store
+        .get_customer(&env.project.id, id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.email, "jane@example.com");
+    assert_eq!(stored.stripe_customer_id, stripe_id);
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "jane@example.com")
+            .await
+            .unwrap(),
+        Some((id.to_owned(), "active".to_owned()))
+    );
+
+    // And GET answers the same object.
+    let (status, got) = env.call(Method::GET, &item_path(&env, id), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["customer"], customer);
+}
+
+#[tokio::test]
+async fn create_without_name_or_metadata() {
+    let env = TestEnv::new().await;
+    let customer = create(&env, json!({"email": "min@example.com"})).await;
+    assert_eq!(customer["name"], Value::Null);
+    assert_eq!(customer["metadata"], json!({}));
+}
+
+#[tokio::test]
+async fn bad_create_input_is_a_400_naming_the_problem_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    let cases: Vec<(String, &str)> = vec![
+        (json!({"name": "No Email"}).to_string(), "email"),
+        (json!({"email": "not-an-email"}).to_string(), "email"),
+        (json!({"email": ""}).to_string(), "email"),
+        (json!({"email": 42}).to_string(), "email"),
+        (
+            json!({"email": "a@example.com", "phone": "123"}).to_string(),
+            "phone",
+        ),
+        (
+            json!({"email": "a@example.com", "name": 7}).to_string(),
+            "name",
+        ),
+        (
+            json!({"email": "a@example.com", "name": "x".repeat(257)}).to_string(),
+            "name",
+        ),
+        (
+            json!({"email": "a@example.com", "metadata": "plan=pro"}).to_string(),
+            "metadata",
+        ),
+        (
+            json!({"email": "a@example.com", "metadata": {"plan": 1}}).to_string(),
+            "metadata.plan",
+        ),
+        (
+            json!({"email": "a@example.com", "metadata": {"project_id": "proj_x"}}).to_string(),
+            "metadata.project_id",
+        ),
+        (
+            json!({"email": "a@example.com", "metadata": {"k[1]": "v"}}).to_string(),
+            "metadata.k[1]",
+        ),
+        (
+            format!(
+                r#"{{"email": "a@example.com", "metadata": {{"{}": "v"}}}}"#,
+                "k".repeat(41)
+            ),
+            "long-key",
+        ),
+        (
+            json!({"email": "a@example.com", "metadata": {"k": "v".repeat(501)}}).to_string(),
+            "metadata.k",
+        ),
+    ];
+    for (body, param) in cases {
+        let (status, answer) = env
+            .call_raw(
+                Some(&format!("Bearer {}", env.key)),
+                Method::POST,
+                &env.path("customers"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        let message = answer["error"].as_str().expect("error is a string");
+        assert!(!message.is_empty());
+        if param != "long-key" {
+            assert_eq!(answer["param"], param, "{body} → {answer}");
+        }
+    }
+    let too_many: serde_json::Map<String, Value> =
+        (0..49).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (status, answer) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "a@example.com", "metadata": too_many})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["param"], "metadata");
+
+    for raw in ["{\"email\": ", "not json", "[]", ""] {
+        let (status, answer) = env
+            .call_raw(
+                Some(&format!("Bearer {}", env.key)),
+                Method::POST,
+                &env.path("customers"),
+                Some(raw.to_owned()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw:?}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("JSON"),
+            "{answer}"
+        );
+    }
+
+    // Nothing half-written: no Stripe call at all, no customer, no email claimed.
+    assert_eq!(env.stripe.request_count("*"), 0);
+    let (_, list) = env.call(Method::GET, &env.path("customers"), None).await;
+    assert_eq!(list["customers"], json!([]));
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "a@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn forty_eight_metadata_keys_fit_beside_ours() {
+    let env = TestEnv::new().await;
+    let metadata: serde_json::Map<String, Value> =
+        (0..48).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let customer = create(
+        &env,
+        json!({"email": "many@example.com", "metadata": metadata}),
+    )
+    .await;
+    let in_stripe = stripe_metadata(&env, customer["stripeCustomerId"].as_str().unwrap());
+    assert_eq!(in_stripe.as_object().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn duplicate_email_is_409_case_insensitively() {
+    let env = TestEnv::new().await;
+    create(&env, json!({"email": "dup@example.com"})).await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "DUP@example.com "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("dup@example.com"));
+    assert_eq!(env.stripe.customers().len(), 1);
+
+    // The same email in another project of the team is fine.
+    let other = env.other_project().await;
+    let path = billstack_tests::project_path(&env.team.id, &other.id, "customers");
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"email": "dup@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_creates_of_one_email_make_one_customer() {
+    let env = Arc::new(TestEnv::new().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let env = env.clone();
+        tasks.spawn(async move {
+            let body = json!({"email": "race@example.com", "name": format!("Racer {i}")});
+            env.call(Method::POST, &env.path("customers"), Some(body))
+                .await
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (status, body) = result.unwrap();
+        if status != StatusCode::CREATED {
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        19
+    );
+    assert_eq!(
+        env.stripe.customers().len(),
+        1,
+        "exactly one Stripe customer"
+    );
+    assert_eq!(env.stripe.request_count("POST /v1/customers"), 1);
+    let (_, list) = env.call(Method::GET, &env.path("customers"), None).await;
+    assert_eq!(list["customers"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn get_unknown_or_foreign_customer_is_404() {
+    let env = TestEnv::new().await;
+    for id in ["pc_0000000000000000000000000000000", "not-an-id", "pp_123"] {
+        let (status, body) = env.call(Method::GET, &item_path(&env, id), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "Customer not found");
+    }
+
+    // A customer of another project of the same team, reached through this project's path.
+    let other = env.other_project().await;
+    let other_path = billstack_tests::project_path(&env.team.id, &other.id, "customers");
+    let (status, foreign) = env
+        .call(
+            Method::POST,
+            &other_path,
+            Some(json!({"email": "f@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let foreign_id = foreign["customer"]["id"].as_str().unwrap();
+    for method in [Method::GET, Method::PATCH, Method::DELETE] {
+        let body = (method == Method::PATCH).then(|| json!({"name": "Hijacked"}));
+        let (status, answer) = env
+            .call(method.clone(), &item_path(&env, foreign_id), body)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {answer}");
+        assert_eq!(answer["error"], "Customer not found");
+    }
+    let stored = env
+        .store
+        .get_customer(&other.id, foreign_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.name, None, "untouched");
+}
+
+#[tokio::test]
+async fn list_is_newest_first_with_limit_offset_and_cursor() {
+    let env = TestEnv::new().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let c = create(&env, json!({"email": format!("user{i}@example.com")})).await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse(); // newest first
+
+    let list_ids = |body: &Value| -> Vec<String> {
+        body["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let base = env.path("customers");
+    let (status, all) = env.call(Method::GET, &base, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list_ids(&all), ids);
+    assert_eq!(all["hasMore"], false);
+    assert!(all["customers"][0]["updatedAt"].is_string());
+
+    let (_, page) = env
+        .call(Method::GET, &format!("{base}?limit=3"), None)
+        .await;
+    assert_eq!(list_ids(&page), ids[..3]);
+    assert_eq!(page["hasMore"], true);
+    let (_, page) = env
+        .call(Method::GET, &format!("{base}?limit=3&offset=3"), None)
+        .await;
+    assert_eq!(list_ids(&page), ids[3..6]);
+    let (_, page) = env
+        .call(Method::GET, &format!("{base}?limit=3&offset=6"), None)
+        .await;
+    assert_eq!(list_ids(&page), ids[6..]);
+    assert_eq!(page["hasMore"], false);
+    let (_, page) = env
+        .call(Method::GET, &format!("{base}?offset=50"), None)
+        .await;
+    assert_eq!(list_ids(&page), Vec::<String>::new());
+    let (_, page) = env
+        .call(
+            Method::GET,
+            &format!("{base}?limit=2&startingAfter={}", ids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(list_ids(&page), ids[2..4]);
+
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+        ("sort=asc", "sort"),
+        ("startingAfter=pp_1", "startingAfter"),
+    ] {
+        let (status, body) = env
+            .call(Method::GET, &format!("{base}?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["param"], param, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(param));
+    }
+}
+
+#[tokio::test]
+async fn update_changes_stripe_then_our_record_and_metadata_replaces() {
+    let env = TestEnv::new().await;
+    let customer = create(&env, json!({"email": "up@example.com", "name": "Jane", "metadata": {"plan": "pro", "seats": "3"}})).await;
+    let id = customer["id"].as_str().unwrap();
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap();
+
+    // Somebody adds a key in Stripe behind our back; "replaces" must remove it too.
+    let client = stripe_client(&env);
+    stripe_core::customer::UpdateCustomer::new(stripe_id)
+        .metadata(std::collections::HashMap::from([(
+            "external".to_owned(),
+            "x".to_owned(),
+        )]))
+        .send(&client)
+        .await
+        .unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, id),
+            Some(json!({"name": "Jane Smith", "metadata": {"plan": "enterprise"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let updated = &body["customer"];
+    assert_eq!(updated["name"], "Jane Smith");
+    assert_eq!(updated["metadata"], json!({"plan": "enterprise"}));
+    assert_eq!(updated["email"], "up@example.com");
+    assert_eq!(updated["createdAt"], customer["createdAt"]);
+    assert!(updated["updatedAt"].as_str().unwrap() > customer["updatedAt"].as_str().unwrap());
+
+    let in_stripe = env.stripe.customer(stripe_id).unwrap();
+    assert_eq!(in_stripe["name"], "Jane Smith");
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"plan": "enterprise", "project_id": env.project.id, "billstack_id": id})
+    );
+    let stored = env
+        .store
+        .get_customer(&env.project.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.name.as_deref(), Some("Jane Smith"));
+    assert_eq!(stored.metadata.len(), 1);
+
+    // null removes the name; {} clears the metadata.
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, id),
+            Some(json!({"name": null, "metadata": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["customer"]["name"], Value::Null);
+    let in_stripe = env.stripe.customer(stripe_id).unwrap();
+    assert_eq!(in_stripe["name"], Value::Null);
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"project_id": env.project.id, "billstack_id": id})
+    );
+
+    // An empty patch changes nothing and calls nobody.
+    let stripe_calls = env.stripe.request_count("*");
+    let (status, body) = env
+        .call(Method::PATCH, &item_path(&env, id), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["customer"]["id"], id);
+    assert_eq!(env.stripe.request_count("*"), stripe_calls);
+}
+
+fn stripe_client(env: &TestEnv) -> stripe::Client {
+    stripe::ClientBuilder::new("sk_test_x")
+        .url(env.stripe.url())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn update_email_keeps_it_unique_and_frees_the_old_one() {
+    let env = TestEnv::new().await;
+    let a = create(&env, json!({"email": "a@example.com"})).await;
+    create(&env, json!({"email": "b@example.com"})).await;
+    let a_id = a["id"].as_str().unwrap();
+
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, a_id),
+            Some(json!({"email": "B@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        env.stripe
+            .customer(a["stripeCustomerId"].as_str().unwrap())
+            .unwrap()["email"],
+        "a@example.com"
+    );
+
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, a_id),
+            Some(json!({"email": "New@Example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["customer"]["email"], "new@example.com");
+    assert_eq!(
+        env.stripe
+            .customer(a["stripeCustomerId"].as_str().unwrap())
+            .unwrap()["email"],
+        "new@example.com"
+    );
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "a@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "new@example.com")
+            .await
+            .unwrap(),
+        Some((a_id.to_owned(), "active".to_owned()))
+    );
+    // The old email is free again.
+    create(&env, json!({"email": "a@example.com"})).await;
+
+    for (body, param) in [
+        (json!({"email": "nope"}), "email"),
+        (json!({"email": null}), "email"),
+        (json!({"unitAmount": 5}), "unitAmount"),
+        (json!({"name": ""}), "name"),
+        (
+            json!({"metadata": {"billstack_id": "x"}}),
+            "metadata.billstack_id",
+        ),
+    ] {
+        let (status, answer) = env
+            .call(Method::PATCH, &item_path(&env, a_id), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["param"], param, "{body}: {answer}");
+    }
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, "pc_0000000000000000000000000000000"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_removes_our_record_only_and_recreate_links_to_stripe() {
+    let env = TestEnv::new().await;
+    let customer = create(
+        &env,
+        json!({"email": "gone@example.com", "name": "Old", "metadata": {"old": "1"}}),
+    )
+    .await;
+    let id = customer["id"].as_str().unwrap();
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap();
+
+    let (status, body) = env.call(Method::DELETE, &item_path(&env, id), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"success": true}));
+    let (status, _) = env.call(Method::GET, &item_path(&env, id), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = env.call(Method::DELETE, &item_path(&env, id), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        env.store
+            .get_customer(&env.project.id, id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "gone@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        env.stripe.customer(stripe_id).is_some(),
+        "the Stripe customer is preserved"
+    );
+    assert_eq!(env.stripe.request_count("DELETE /v1/customers/:id"), 0);
+
+    // The email is free again, and a new customer links to the preserved Stripe customer.
+    let again = create(
+        &env,
+        json!({"email": "gone@example.com", "name": "New", "metadata": {"new": "2"}}),
+    )
+    .await;
+    assert_ne!(again["id"], customer["id"]);
+    assert_eq!(again["stripeCustomerId"], stripe_id);
+    assert_eq!(env.stripe.customers().len(), 1);
+    let in_stripe = env.stripe.customer(stripe_id).unwrap();
+    assert_eq!(in_stripe["name"], "New");
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"new": "2", "project_id": env.project.id, "billstack_id": again["id"]})
+    );
+}
+
+#[tokio::test]
+async fn create_links_to_an_unclaimed_stripe_customer_but_never_to_another_projects() {
+    let env = TestEnv::new().await;
+    let client = stripe_client(&env);
+    let unclaimed = stripe_core::customer::CreateCustomer::new()
+        .email("existing@example.com")
+        .metadata(std::collections::HashMap::from([(
+            "crm".to_owned(),
+            "42".to_owned(),
+        )]))
+        .send(&client)
+        .await
+        .unwrap();
+    let claimed = stripe_core::customer::CreateCustomer::new()
+        .email("taken@example.com")
+        .metadata(std::collections::HashMap::from([(
+            "project_id".to_owned(),
+            "proj_someone_else".to_owned(),
+        )]))
+        .send(&client)
+        .await
+        .unwrap();
+
+    let linked = create(
+        &env,
+        json!({"email": "existing@example.com", "name": "Linked", "metadata": {"plan": "pro"}}),
+    )
+    .await;
+    assert_eq!(linked["stripeCustomerId"], unclaimed.id.as_str());
+    let in_stripe = env.stripe.customer(unclaimed.id.as_str()).unwrap();
+    assert_eq!(in_stripe["name"], "Linked");
+    // Its own keys stay; ours and the request's are added.
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"crm": "42", "plan": "pro", "project_id": env.project.id, "billstack_id": linked["id"]})
+    );
+
+    let separate = create(&env, json!({"email": "taken@example.com"})).await;
+    assert_ne!(separate["stripeCustomerId"], claimed.id.as_str());
+    assert_eq!(
+        env.stripe.customer(claimed.id.as_str()).unwrap()["metadata"]["project_id"],
+        "proj_someone_else"
+    );
+    assert_eq!(env.stripe.customers().len(), 3);
+}
+
+#[tokio::test]
+async fn stripe_failure_releases_the_email_and_a_retry_succeeds() {
+    let env = TestEnv::new().await;
+    // Both of our attempts fail before Stripe applies anything.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/customers", 500).with_times(2));
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "flaky@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body["error"].is_string());
+    assert!(env.stripe.customers().is_empty());
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "flaky@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    let (_, list) = env.call(Method::GET, &env.path("customers"), None).await;
+    assert_eq!(list["customers"], json!([]));
+
+    let customer = create(&env, json!({"email": "flaky@example.com"})).await;
+    assert_eq!(env.stripe.customers().len(), 1);
+    assert_eq!(
+        env.stripe.customers()[0]["id"],
+        customer["stripeCustomerId"]
+    );
+}
+
+#[tokio::test]
+async fn a_lost_stripe_response_is_retried_with_the_same_key_and_makes_one_customer() {
+    let env = TestEnv::new().await;
+    // Stripe creates the customer but the response is lost; our retry replays it.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/customers", 500).with_timing(FaultTiming::AfterApply));
+    let customer = create(&env, json!({"email": "lost@example.com"})).await;
+    assert_eq!(env.stripe.customers().len(), 1);
+    assert_eq!(
+        env.stripe.customers()[0]["id"],
+        customer["stripeCustomerId"]
+    );
+    let keys: HashSet<_> = env
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == "POST /v1/customers")
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys.len(), 1, "both attempts used one idempotency key");
+}
+
+#[tokio::test]
+async fn a_lost_response_on_every_attempt_leaves_an_orphan_that_the_retry_links() {
+    let env = TestEnv::new().await;
+    env.stripe.inject_fault(
+        Fault::new("POST /v1/customers", 500)
+            .with_times(2)
+            .with_timing(FaultTiming::AfterApply),
+    );
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "orphan@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(env.stripe.customers().len(), 1, "Stripe has it, we do not");
+    let orphan = env.stripe.customers()[0].clone();
+    assert_eq!(orphan["metadata"]["project_id"], env.project.id.as_str());
+
+    // The client's retry finds the orphan by email and project and links it.
+    let customer = create(&env, json!({"email": "orphan@example.com"})).await;
+    assert_eq!(customer["stripeCustomerId"], orphan["id"]);
+    assert_eq!(env.stripe.customers().len(), 1);
+    assert_eq!(
+        env.stripe.customer(orphan["id"].as_str().unwrap()).unwrap()["metadata"]["billstack_id"],
+        customer["id"]
+    );
+}
+
+#[tokio::test]
+async fn stripe_throttling_is_429_and_a_failed_update_leaves_the_record() {
+    let env = TestEnv::new().await;
+    env.stripe
+        .inject_fault(Fault::new("GET /v1/customers", 429).with_times(2));
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "busy@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "busy@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let customer = create(&env, json!({"email": "busy@example.com", "name": "Before"})).await;
+    let id = customer["id"].as_str().unwrap();
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/customers/:id", 503).with_times(2));
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, id),
+            Some(json!({"name": "After", "email": "moved@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let stored = env
+        .store
+        .get_customer(&env.project.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.name.as_deref(), Some("Before"));
+    assert_eq!(stored.email, "busy@example.com");
+    assert_eq!(
+        env.store
+            .email_owner(&env.project.id, "moved@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        env.stripe
+            .customer(customer["stripeCustomerId"].as_str().unwrap())
+            .unwrap()["name"],
+        "Before"
+    );
+
+    // The retry goes through.
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &item_path(&env, id),
+            Some(json!({"name": "After", "email": "moved@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["customer"]["name"], "After");
+}

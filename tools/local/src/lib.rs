@@ -1,0 +1,110 @@
+//! The local API: an HTTP server on loopback that turns each request into the very
+//! `lambda_http` request API Gateway would hand a Lambda, and serves it with the same
+//! router and handlers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use billstack::App;
+use billstack::http::serve;
+use billstack::lambda_http::{Body, Request, RequestExt, Response};
+use billstack::routing::{Resource, route};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Serves `request` with the handler of the function that owns its route, exactly as
+/// that function's Lambda would.
+pub async fn dispatch(app: &App, request: Request) -> Response<Body> {
+    let resource = route(request.method(), request.uri().path()).map(|r| r.resource);
+    match resource {
+        Ok(Resource::Customers) | Err(_) => {
+            serve(app, request, |req| customers::handle(app, req)).await
+        }
+        Ok(Resource::Products | Resource::Prices) => {
+            serve(app, request, |req| async move {
+                Err(billstack::ApiError::not_found(format!(
+                    "No route for {}",
+                    req.route.name()
+                )))
+            })
+            .await
+        }
+    }
+}
+
+/// Turns an HTTP request into an API Gateway-style `lambda_http` request, with a fresh
+/// request ID in its Lambda context.
+pub async fn to_lambda_request(
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<Request, hyper::Error> {
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => Body::Text(text),
+            Err(err) => Body::Binary(err.into_bytes()),
+        }
+    };
+    let mut context = billstack::lambda_http::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    Ok(Request::from_parts(parts, body).with_lambda_context(context))
+}
+
+fn to_http_response(response: Response<Body>) -> http::Response<Full<Bytes>> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bin) => Bytes::from(bin),
+        _ => Bytes::new(),
+    };
+    http::Response::from_parts(parts, Full::new(bytes))
+}
+
+/// Accepts connections on `listener` until the task is dropped.
+pub async fn serve_http(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = app.clone();
+                async move {
+                    let response = match to_lambda_request(request).await {
+                        Ok(request) => to_http_response(dispatch(&app, request).await),
+                        Err(_) => http::Response::builder()
+                            .status(400)
+                            .body(Full::new(Bytes::from_static(
+                                br#"{"error":"Could not read the request body"}"#,
+                            )))
+                            .unwrap_or_default(),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds `addr` and serves in the background; returns the bound address.
+pub async fn spawn_server(addr: SocketAddr, app: Arc<App>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(serve_http(listener, app));
+    Ok(bound)
+}

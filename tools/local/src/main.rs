@@ -1,0 +1,145 @@
+//! `billstack-local`: the whole API on 127.0.0.1:$BILLSTACK_PORT with everything it needs.
+//!
+//! - no `DYNAMODB_ENDPOINT`: starts DynamoDB Local (fetched once into a cache);
+//! - no `STRIPE_SECRET_KEY`: starts the Stripe emulator in-process; with it (and
+//!   `STRIPE_API_BASE` for another Stripe) uses that Stripe;
+//! - creates the table if missing and, on a fresh table, a demo team, project and
+//!   full-access key, and prints a curl line that works as pasted.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use billstack::App;
+use billstack::admin::{self, NewApiKey};
+use billstack::config::{Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS};
+use billstack::http::init_tracing;
+use billstack::store::Store;
+use billstack::stripe::StripeGateway;
+use devstack::DynamoDbLocal;
+use stripe_emulator::StripeEmulator;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_port(name: &str, default: u16) -> Result<u16, String> {
+    env(name).map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| format!("{name} must be a port number, got {v:?}"))
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    init_tracing();
+    if let Err(err) = run().await {
+        eprintln!("billstack-local: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let port = env_port("BILLSTACK_PORT", 3000)?;
+    let table = env("TABLE_NAME").unwrap_or_else(|| "billstack-local".to_owned());
+
+    // Kept alive until the server stops; dropping them stops them.
+    let mut _dynamodb: Option<DynamoDbLocal> = None;
+    let endpoint = match env("DYNAMODB_ENDPOINT") {
+        Some(endpoint) => endpoint,
+        None => {
+            let ddb_port = env_port("DYNAMODB_LOCAL_PORT", 0)?;
+            let local = tokio::task::spawn_blocking(move || DynamoDbLocal::start(ddb_port))
+                .await
+                .map_err(|e| e.to_string())??;
+            eprintln!("DynamoDB Local (in memory) on {}", local.endpoint());
+            let endpoint = local.endpoint().to_owned();
+            _dynamodb = Some(local);
+            endpoint
+        }
+    };
+
+    let mut _emulator: Option<StripeEmulator> = None;
+    let (stripe_key, stripe_base) = match env("STRIPE_SECRET_KEY") {
+        Some(key) => (key, env("STRIPE_API_BASE")),
+        None => {
+            let emulator = StripeEmulator::start(env_port("STRIPE_EMULATOR_PORT", 12111)?)
+                .await
+                .map_err(|e| format!("cannot start the Stripe emulator: {e}"))?;
+            eprintln!("Stripe emulator on {}", emulator.url());
+            let url = emulator.url();
+            _emulator = Some(emulator);
+            ("sk_test_billstack_local".to_owned(), Some(url))
+        }
+    };
+
+    let config = Config {
+        table_name: table.clone(),
+        dynamodb_endpoint: Some(endpoint.clone()),
+        stripe_secret_key: stripe_key,
+        stripe_api_base: stripe_base,
+        stripe_timeout: Duration::from_millis(DEFAULT_STRIPE_TIMEOUT_MS),
+        auth_cache_ttl: Duration::from_secs(DEFAULT_AUTH_CACHE_TTL_SECS),
+    };
+    let store = Store::connect(&table, Some(&endpoint)).await;
+    let fresh = store
+        .create_table_if_missing()
+        .await
+        .map_err(|e| e.to_string())?;
+    let stripe = StripeGateway::new(
+        &config.stripe_secret_key,
+        config.stripe_api_base.as_deref(),
+        config.stripe_timeout,
+    )
+    .map_err(|e| e.to_string())?;
+    let app = Arc::new(App::new(store.clone(), stripe, &config));
+    let addr = billstack_local::spawn_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), app)
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set BILLSTACK_PORT)"))?;
+    let base = format!("http://{addr}");
+
+    if fresh {
+        seed(&store, &base).await.map_err(|e| e.to_string())?;
+    } else {
+        println!(
+            "Table {table} already exists; create keys with: cargo run -p billstack-admin -- api-key create --team <team_id>"
+        );
+    }
+    println!("BillStack local API listening on {base} (Ctrl-C to stop)");
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    println!("stopping");
+    Ok(())
+}
+
+/// A demo team, project and full-access key, with curl lines that work as pasted.
+async fn seed(store: &Store, base: &str) -> Result<(), billstack::ApiError> {
+    let team = admin::create_team(store, "Demo team").await?;
+    let project = admin::create_project(store, &team.id, "Demo project").await?;
+    let (key, secret) = admin::create_api_key(
+        store,
+        &team.id,
+        &NewApiKey {
+            name: "Local demo key (full access)".to_owned(),
+            ..NewApiKey::default()
+        },
+    )
+    .await?;
+    let customers = format!(
+        "{base}/api/billstack/teams/{}/projects/{}/customers",
+        team.id, project.id
+    );
+    let raw = secret.expose();
+    println!();
+    println!("Seeded a fresh table:");
+    println!("  team     {}", team.id);
+    println!("  project  {}", project.id);
+    println!("  API key  {} ({}), shown once: {raw}", key.id, key.prefix);
+    println!();
+    println!("Try it:");
+    println!(
+        "  curl -s -X POST \"{customers}\" -H \"Authorization: Bearer {raw}\" -H \"Content-Type: application/json\" -d '{{\"email\": \"jane@example.com\", \"name\": \"Jane Doe\", \"metadata\": {{\"plan\": \"pro\"}}}}'"
+    );
+    println!("  curl -s \"{customers}?limit=25\" -H \"Authorization: Bearer {raw}\"");
+    println!();
+    Ok(())
+}
