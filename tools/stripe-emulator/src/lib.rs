@@ -1,0 +1,760 @@
+//! A small, stateful Stripe emulator for customers, products and prices.
+//!
+//! It speaks Stripe's wire format (form-encoded requests with `metadata[k]=v`
+//! brackets, JSON responses that async-stripe deserializes, Stripe's error
+//! envelope, `Bearer sk_test_...` auth, `Idempotency-Key` replay) and keeps
+//! its state in memory. Tests start it in-process on a free port:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let emulator = stripe_emulator::StripeEmulator::start(0).await?;
+//! // point the Stripe client at emulator.url() ...
+//! assert_eq!(emulator.request_count("POST /v1/customers"), 0);
+//! # Ok(()) }
+//! ```
+//!
+//! Choices worth knowing:
+//! - A deleted customer or product answers 404 `resource_missing` to every
+//!   request (real Stripe answers a retrieve of a deleted customer with a 200
+//!   `{"id", "object", "deleted": true}` stub). It disappears from lists and from
+//!   [`StripeEmulator::customers`]/[`StripeEmulator::products`], while
+//!   [`StripeEmulator::customer`]/[`StripeEmulator::product`] return that deleted
+//!   stub. Its id stays usable as a pagination cursor.
+//! - Parameters Stripe accepts but the emulator does not model (`phone`,
+//!   `lookup_key`, `tax_behavior`, ...) are refused like unknown ones, so nothing
+//!   is silently ignored.
+//! - Only successful (2xx) POST results are stored for an `Idempotency-Key`;
+//!   validation errors and faults injected before apply are not, so a retry with
+//!   the same key runs again. A fault injected after apply stores the success.
+//! - Requests to `/_emulator/...` (the HTTP control endpoints) are neither
+//!   recorded nor subject to faults.
+
+mod error;
+mod form;
+mod ids;
+mod store;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::error::{ApiError, Reply};
+use crate::form::Form;
+use crate::store::{IdempotentResult, Resource, Store};
+
+/// Largest request body accepted (Stripe's own limit is far lower for these endpoints).
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// Stripe refuses longer idempotency keys.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// When an injected fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultTiming {
+    /// Before the request is applied: nothing changes (and nothing is stored for its
+    /// idempotency key).
+    #[default]
+    BeforeApply,
+    /// After the request is applied (and its result stored for its idempotency key):
+    /// the change happened but the client sees the error, like a lost response.
+    AfterApply,
+}
+
+/// Fail (or delay) the next `times` requests matching `route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// `"POST /v1/customers/:id"` (a route pattern), `"POST /v1/customers/cus_123"`
+    /// (one concrete path) or `"*"` (every `/v1` request).
+    pub route: String,
+    /// How many matching requests this fault affects; 0 does nothing.
+    pub times: u32,
+    /// The status answered (body: Stripe's error envelope: `api_error` for 5xx,
+    /// `invalid_request_error` with code `rate_limit` for 429). 0 means "delay only,
+    /// then answer normally".
+    pub status: u16,
+    /// Before or after the change is applied.
+    pub timing: FaultTiming,
+    /// Sleep this long before answering (before applying, for `BeforeApply`).
+    pub delay: Option<Duration>,
+}
+
+impl Fault {
+    /// Fails the next matching request with `status`, before it is applied.
+    pub fn new(route: impl Into<String>, status: u16) -> Fault {
+        Fault {
+            route: route.into(),
+            times: 1,
+            status,
+            timing: FaultTiming::BeforeApply,
+            delay: None,
+        }
+    }
+
+    /// The same fault for the next `times` matching requests.
+    pub fn with_times(mut self, times: u32) -> Fault {
+        self.times = times;
+        self
+    }
+
+    pub fn with_timing(mut self, timing: FaultTiming) -> Fault {
+        self.timing = timing;
+        self
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Fault {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// One `/v1` request as the emulator received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `"POST"`, `"GET"`, `"DELETE"`.
+    pub method: String,
+    /// Method and route pattern, the syntax `request_count` takes:
+    /// `"POST /v1/customers/:id"` (for an unknown path: method and path).
+    pub route: String,
+    /// The request path, e.g. `/v1/customers/cus_123` (no query string).
+    pub path: String,
+    /// The `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+    /// The status answered; 0 while the request is still being handled.
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    store: Mutex<Store>,
+    log: Mutex<Vec<RecordedRequest>>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+/// Locks a mutex, carrying on with the data should a previous holder have panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `"post  /v1/customers"` → `"POST /v1/customers"`.
+fn normalize_route(route: &str) -> String {
+    let route = route.trim();
+    match route.split_once(char::is_whitespace) {
+        Some((method, path)) => format!("{} {}", method.to_ascii_uppercase(), path.trim()),
+        None => route.to_string(),
+    }
+}
+
+/// Does `pattern` (normalized) cover a request?
+fn route_matches(pattern: &str, method: &str, route: &str, path: &str) -> bool {
+    pattern == "*"
+        || pattern == route
+        || pattern
+            .strip_prefix(method)
+            .and_then(|rest| rest.strip_prefix(' '))
+            == Some(path)
+}
+
+impl Shared {
+    fn record_start(&self, req: &ApiRequest, route: &str) -> usize {
+        let mut log = lock(&self.log);
+        log.push(RecordedRequest {
+            method: req.method.clone(),
+            route: route.to_string(),
+            path: req.path.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            status: 0,
+        });
+        log.len() - 1
+    }
+
+    fn record_status(&self, index: usize, status: u16) {
+        if let Some(r) = lock(&self.log).get_mut(index) {
+            r.status = status;
+        }
+    }
+
+    fn take_fault(&self, method: &str, route: &str, path: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let pos = faults
+            .iter()
+            .position(|f| f.times > 0 && route_matches(&f.route, method, route, path))?;
+        let fault = faults.get_mut(pos)?;
+        fault.times -= 1;
+        let taken = Fault {
+            times: 1,
+            ..fault.clone()
+        };
+        if fault.times == 0 {
+            faults.remove(pos);
+        }
+        Some(taken)
+    }
+
+    fn inject_fault(&self, mut fault: Fault) {
+        if fault.times == 0 {
+            return;
+        }
+        fault.route = normalize_route(&fault.route);
+        lock(&self.faults).push(fault);
+    }
+
+    fn clear_faults(&self) -> usize {
+        let mut faults = lock(&self.faults);
+        let n = faults.len();
+        faults.clear();
+        n
+    }
+
+    fn request_count(&self, route: &str) -> usize {
+        let pattern = normalize_route(route);
+        lock(&self.log)
+            .iter()
+            .filter(|r| route_matches(&pattern, &r.method, &r.route, &r.path))
+            .count()
+    }
+}
+
+/// The running emulator; it stops serving when dropped.
+#[derive(Debug)]
+pub struct StripeEmulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Drop for StripeEmulator {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its listener and its JoinSet, which aborts
+        // every open connection.
+        self.server.abort();
+    }
+}
+
+impl StripeEmulator {
+    /// Binds 127.0.0.1:`port` (0 = a free port) and serves in a spawned tokio task
+    /// until dropped. Must be called inside a tokio runtime.
+    pub async fn start(port: u16) -> std::io::Result<StripeEmulator> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        Ok(StripeEmulator {
+            shared,
+            addr,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `stripe::ClientBuilder::url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The customer as Stripe would return it; a deleted one as its
+    /// `{"id", "object": "customer", "deleted": true}` stub.
+    pub fn customer(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.store).customer_json(id)
+    }
+
+    /// Live customers, in creation order.
+    pub fn customers(&self) -> Vec<Value> {
+        lock(&self.shared.store)
+            .customers
+            .live()
+            .map(|c| c.to_json())
+            .collect()
+    }
+
+    /// The product as Stripe would return it; a deleted one as its stub.
+    pub fn product(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.store).product_json(id)
+    }
+
+    /// Live products, in creation order.
+    pub fn products(&self) -> Vec<Value> {
+        lock(&self.shared.store)
+            .products
+            .live()
+            .map(|p| p.to_json())
+            .collect()
+    }
+
+    pub fn price(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.store).price_json_plain(id)
+    }
+
+    /// Prices, in creation order.
+    pub fn prices(&self) -> Vec<Value> {
+        lock(&self.shared.store)
+            .prices
+            .live()
+            .map(|p| p.to_json())
+            .collect()
+    }
+
+    /// Requests received so far (answered or in flight) matching `route`:
+    /// `"POST /v1/customers"`, `"POST /v1/customers/:id"`, a concrete
+    /// `"POST /v1/customers/cus_123"`, or `"*"` for all.
+    pub fn request_count(&self, route: &str) -> usize {
+        self.shared.request_count(route)
+    }
+
+    /// Every `/v1` request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Queues a fault; faults for the same request are used first-in, first-out.
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared.inject_fault(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.clear_faults();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        connections.spawn(async move {
+            let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// What the `/v1` handling needs from a request, owned so it can outlive the connection.
+#[derive(Debug)]
+struct ApiRequest {
+    method: String,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    body: Bytes,
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let err = ApiError::invalid("The request body could not be read or is too large.");
+            return Ok(to_response(err.into_reply()));
+        }
+    };
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    if path == "/_emulator" || path.starts_with("/_emulator/") {
+        return Ok(to_response(control(&shared, &method, &path, &body)));
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let request = ApiRequest {
+        method,
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        authorization: header("authorization"),
+        idempotency_key: header("idempotency-key"),
+        body,
+    };
+    // Handled in its own task, like a real server that finishes a request whose
+    // client went away (a client timeout must not cancel a change half way).
+    let reply = match tokio::spawn(process(shared, request)).await {
+        Ok(reply) => reply,
+        Err(_) => ApiError::new(
+            500,
+            "api_error",
+            "The emulator failed to handle the request.",
+        )
+        .into_reply(),
+    };
+    Ok(to_response(reply))
+}
+
+fn to_response(reply: Reply) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&ids::request_id()) {
+        headers.insert(HeaderName::from_static("request-id"), v);
+    }
+    for (name, value) in reply.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    response
+}
+
+/// `/v1/customers` → (`/v1/customers`, customers, no id);
+/// `/v1/customers/cus_1` → (`/v1/customers/:id`, customers, `cus_1`).
+fn classify(path: &str) -> (String, Option<(Resource, Option<&str>)>) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", resource] => match Resource::from_segment(resource) {
+            Some(r) => (path.to_string(), Some((r, None))),
+            None => (path.to_string(), None),
+        },
+        ["v1", resource, id] if !id.is_empty() => match Resource::from_segment(resource) {
+            Some(r) => (format!("/v1/{resource}/:id"), Some((r, Some(*id)))),
+            None => (path.to_string(), None),
+        },
+        _ => (path.to_string(), None),
+    }
+}
+
+async fn process(shared: Arc<Shared>, req: ApiRequest) -> Reply {
+    let (route_path, _) = classify(&req.path);
+    let route = format!("{} {}", req.method, route_path);
+    let index = shared.record_start(&req, &route);
+    let reply = match shared.take_fault(&req.method, &route, &req.path) {
+        None => apply(&shared, &req),
+        Some(fault) => {
+            let delay = fault.delay.unwrap_or_default();
+            match fault.timing {
+                FaultTiming::BeforeApply => {
+                    tokio::time::sleep(delay).await;
+                    if fault.status == 0 {
+                        apply(&shared, &req)
+                    } else {
+                        ApiError::injected(fault.status).into_reply()
+                    }
+                }
+                FaultTiming::AfterApply => {
+                    let applied = apply(&shared, &req);
+                    tokio::time::sleep(delay).await;
+                    if fault.status == 0 {
+                        applied
+                    } else {
+                        ApiError::injected(fault.status).into_reply()
+                    }
+                }
+            }
+        }
+    };
+    shared.record_status(index, reply.status);
+    reply
+}
+
+/// Hides all but a recognisable prefix and the last four characters of a key.
+fn mask_key(key: &str) -> String {
+    const PREFIXES: [&str; 6] = [
+        "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_",
+    ];
+    let prefix = PREFIXES
+        .iter()
+        .find(|p| key.starts_with(*p))
+        .copied()
+        .unwrap_or("");
+    let rest: Vec<char> = key[prefix.len()..].chars().collect();
+    let shown = if rest.len() >= 12 { 4 } else { 0 };
+    let stars = "*".repeat(rest.len() - shown);
+    let tail: String = rest[rest.len() - shown..].iter().collect();
+    format!("{prefix}{stars}{tail}")
+}
+
+fn check_auth(authorization: Option<&str>) -> Result<(), ApiError> {
+    let key = authorization.map(str::trim).and_then(|h| {
+        let (scheme, key) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+    });
+    match key {
+        Some(k) if k.starts_with("sk_test_") => Ok(()),
+        Some(k) if !k.is_empty() => Err(ApiError::new(
+            401,
+            "invalid_request_error",
+            format!("Invalid API Key provided: {}", mask_key(k)),
+        )),
+        _ => Err(ApiError::new(
+            401,
+            "invalid_request_error",
+            "You did not provide an API key. You need to provide your API key in the \
+             Authorization header, using Bearer auth (e.g. 'Authorization: Bearer \
+             YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or \
+             we can help at https://support.stripe.com/.",
+        )),
+    }
+}
+
+/// Authenticates and runs one `/v1` request, with `Idempotency-Key` replay for POSTs.
+fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
+    if let Err(err) = check_auth(req.authorization.as_deref()) {
+        return err.into_reply();
+    }
+    let form = Form::parse(req.query.as_bytes(), &req.body);
+    let (_, target) = classify(&req.path);
+    let key = match &req.idempotency_key {
+        Some(k) if req.method == "POST" && !k.is_empty() => k.clone(),
+        _ => return lock(&shared.store).dispatch(&req.method, &req.path, target, &form),
+    };
+    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return ApiError::invalid(format!(
+            "Idempotency-Key header can be at most {MAX_IDEMPOTENCY_KEY_LEN} characters long."
+        ))
+        .into_reply();
+    }
+    let params = form.canonical();
+    // One lock over check, apply and store: concurrent requests with one key run one at a time.
+    let mut store = lock(&shared.store);
+    if let Some(previous) = store.idempotency.get(&key) {
+        let error = if previous.method != req.method || previous.path != req.path {
+            Some(format!(
+                "Keys for idempotent requests can only be used for the same endpoint they were \
+                 first used for ('{} {}' vs '{} {}'). Try using a key other than '{key}' if you \
+                 meant to execute a different request.",
+                previous.method, previous.path, req.method, req.path
+            ))
+        } else if previous.params != params {
+            Some(format!(
+                "Keys for idempotent requests can only be used with the same parameters they were \
+                 first used with. Try using a key other than '{key}' if you meant to execute a \
+                 different request."
+            ))
+        } else {
+            None
+        };
+        let mut reply = match error {
+            Some(message) => ApiError::new(400, "idempotency_error", message).into_reply(),
+            None => {
+                let mut replay = Reply::with_status(previous.status, previous.body.clone());
+                replay
+                    .headers
+                    .push(("idempotent-replayed", "true".to_string()));
+                replay
+            }
+        };
+        reply.headers.push(("idempotency-key", key));
+        return reply;
+    }
+    let mut reply = store.dispatch(&req.method, &req.path, target, &form);
+    if reply.is_success() {
+        store.idempotency.insert(
+            key.clone(),
+            IdempotentResult {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                params,
+                status: reply.status,
+                body: reply.body.clone(),
+            },
+        );
+    }
+    reply.headers.push(("idempotency-key", key));
+    reply
+}
+
+// ---------------------------------------------------------------- HTTP control endpoints
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FaultSpec {
+    route: String,
+    #[serde(default = "one")]
+    times: u32,
+    #[serde(default = "internal_error")]
+    status: u16,
+    #[serde(default)]
+    timing: TimingSpec,
+    delay_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn internal_error() -> u16 {
+    500
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TimingSpec {
+    #[default]
+    Before,
+    After,
+}
+
+fn control_error(status: u16, message: impl Into<String>) -> Reply {
+    ApiError::new(status, "invalid_request_error", message).into_reply()
+}
+
+fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
+    match (method, path) {
+        ("POST", "/_emulator/faults") => {
+            let spec: FaultSpec = match serde_json::from_slice(body) {
+                Ok(spec) => spec,
+                Err(e) => return control_error(400, format!("Invalid fault: {e}")),
+            };
+            if spec.route.trim().is_empty() {
+                return control_error(400, "Invalid fault: route must not be empty");
+            }
+            if spec.status != 0 && !(400..=599).contains(&spec.status) {
+                return control_error(400, "Invalid fault: status must be 0 or 400-599");
+            }
+            let fault = Fault {
+                route: normalize_route(&spec.route),
+                times: spec.times,
+                status: spec.status,
+                timing: match spec.timing {
+                    TimingSpec::Before => FaultTiming::BeforeApply,
+                    TimingSpec::After => FaultTiming::AfterApply,
+                },
+                delay: spec.delay_ms.map(Duration::from_millis),
+            };
+            let echo = json!({
+                "route": fault.route,
+                "times": fault.times,
+                "status": fault.status,
+                "timing": if fault.timing == FaultTiming::AfterApply { "after" } else { "before" },
+                "delayMs": spec.delay_ms,
+            });
+            shared.inject_fault(fault);
+            Reply::ok(echo)
+        }
+        ("DELETE", "/_emulator/faults") => Reply::ok(json!({ "cleared": shared.clear_faults() })),
+        ("GET", "/_emulator/requests") => {
+            let log = lock(&shared.log);
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in log.iter() {
+                *counts.entry(r.route.as_str()).or_default() += 1;
+            }
+            Reply::ok(json!({ "counts": counts, "total": log.len() }))
+        }
+        _ => control_error(
+            404,
+            format!("Unrecognized emulator control URL ({method}: {path})."),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keys() {
+        assert_eq!(
+            mask_key("sk_live_abcdefghijkl1234"),
+            "sk_live_************1234"
+        );
+        assert_eq!(mask_key("hunter2"), "*******");
+        assert_eq!(mask_key("sk_live_short"), "sk_live_*****");
+        assert!(!mask_key("supersecretvalue9876").contains("supersecret"));
+    }
+
+    #[test]
+    fn classifies_routes() {
+        assert_eq!(classify("/v1/customers").0, "/v1/customers");
+        let (route, target) = classify("/v1/prices/price_1");
+        assert_eq!(route, "/v1/prices/:id");
+        assert_eq!(target, Some((Resource::Prices, Some("price_1"))));
+        assert_eq!(classify("/v1/invoices").1, None);
+        assert_eq!(
+            classify("/v1/customers/cus_1/sources").0,
+            "/v1/customers/cus_1/sources"
+        );
+    }
+
+    #[test]
+    fn matches_routes() {
+        let p = normalize_route("post   /v1/customers/:id ");
+        assert_eq!(p, "POST /v1/customers/:id");
+        assert!(route_matches(
+            &p,
+            "POST",
+            "POST /v1/customers/:id",
+            "/v1/customers/cus_1"
+        ));
+        assert!(!route_matches(
+            &p,
+            "GET",
+            "GET /v1/customers/:id",
+            "/v1/customers/cus_1"
+        ));
+        let concrete = "POST /v1/customers/cus_1";
+        assert!(route_matches(
+            concrete,
+            "POST",
+            "POST /v1/customers/:id",
+            "/v1/customers/cus_1"
+        ));
+        assert!(!route_matches(
+            concrete,
+            "POST",
+            "POST /v1/customers/:id",
+            "/v1/customers/cus_2"
+        ));
+        assert!(route_matches(
+            "*",
+            "DELETE",
+            "DELETE /v1/products/:id",
+            "/v1/products/p"
+        ));
+    }
+
+    #[test]
+    fn auth_accepts_only_test_secret_keys() {
+        assert!(check_auth(Some("Bearer sk_test_123")).is_ok());
+        assert!(check_auth(Some("bearer sk_test_123")).is_ok());
+        let live = check_auth(Some("Bearer sk_live_abcdefghijkl9999")).err();
+        assert_eq!(live.as_ref().map(|e| e.status), Some(401));
+        assert_eq!(
+            live.map(|e| e.message),
+            Some("Invalid API Key provided: sk_live_************9999".to_string())
+        );
+        let none = check_auth(None)
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(
+            none.starts_with("You did not provide an API key."),
+            "{none}"
+        );
+        assert!(check_auth(Some("Basic sk_test_123")).is_err());
+    }
+}
