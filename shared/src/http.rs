@@ -169,17 +169,26 @@ where
 /// JSON logs to stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`).
 /// The AWS SDK's and hyper's own chatter stays at `warn`.
 pub fn init_tracing() {
+    let _ = tracing::subscriber::set_global_default(json_subscriber(std::io::stdout));
+}
+
+/// The JSON log subscriber every binary uses, writing to `writer` (tests capture it).
+pub fn json_subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,h2=warn,rustls=warn",
         )
     });
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(false)
         .with_span_list(false)
         .with_ansi(false)
-        .try_init();
+        .with_writer(writer)
+        .finish()
 }
