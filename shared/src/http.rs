@@ -166,6 +166,25 @@ where
     response
 }
 
+/// A Lambda function's whole `main`: logs, config (fail fast on a bad one), clients built
+/// once, then every invocation served by `handler` through [`serve`].
+pub async fn run_lambda<H, Fut>(handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(&'static App, ApiRequest) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiResponse, ApiError>> + Send,
+{
+    init_tracing();
+    let config = crate::config::Config::from_env()?;
+    // Lives as long as the process, as Lambda keeps it.
+    let app: &'static App = Box::leak(Box::new(App::from_config(&config).await?));
+    lambda_http::run(lambda_http::service_fn(
+        move |request: Request| async move {
+            Ok::<_, lambda_http::Error>(serve(app, request, |req| handler(app, req)).await)
+        },
+    ))
+    .await
+}
+
 /// JSON logs to stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`).
 /// The AWS SDK's and hyper's own chatter stays at `warn`.
 pub fn init_tracing() {

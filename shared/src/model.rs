@@ -73,3 +73,130 @@ impl Customer {
         })
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub is_active: bool,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub stripe_product_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub version: u64,
+    /// Set when a delete starts: from then on no price may be added to it.
+    #[serde(default)]
+    pub deleting: bool,
+}
+
+impl Product {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "isActive": self.is_active,
+            "stripeProductId": self.stripe_product_id,
+            "metadata": self.metadata,
+            "projectId": self.project_id,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceType {
+    Recurring,
+    OneTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Interval {
+    pub const ALL: [Interval; 4] = [
+        Interval::Day,
+        Interval::Week,
+        Interval::Month,
+        Interval::Year,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+            Interval::Year => "year",
+        }
+    }
+
+    /// Stripe's bound: at most three years between billings.
+    pub fn max_count(self) -> u32 {
+        match self {
+            Interval::Day => 1095,
+            Interval::Week => 156,
+            Interval::Month => 36,
+            Interval::Year => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Price {
+    pub id: String,
+    pub project_id: String,
+    pub product_id: String,
+    /// In the currency's minor unit.
+    pub unit_amount: i64,
+    /// Three letters, lowercase.
+    pub currency: String,
+    #[serde(rename = "type")]
+    pub price_type: PriceType,
+    #[serde(default)]
+    pub interval: Option<Interval>,
+    #[serde(default)]
+    pub interval_count: Option<u32>,
+    pub is_active: bool,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub stripe_price_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Price {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "productId": self.product_id,
+            "unitAmount": self.unit_amount,
+            "currency": self.currency,
+            "type": self.price_type,
+            "interval": self.interval,
+            "intervalCount": self.interval_count,
+            "isActive": self.is_active,
+            "stripePriceId": self.stripe_price_id,
+            "metadata": self.metadata,
+            "projectId": self.project_id,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
+        })
+    }
+}

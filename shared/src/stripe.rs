@@ -10,9 +10,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use ::stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError};
+use sha2::{Digest, Sha256};
 use stripe_client_core::StripeRequest;
 use stripe_core::customer::{CreateCustomer, ListCustomer, UpdateCustomer};
-use stripe_shared::{ApiErrorsType, Customer};
+use stripe_product::price::{
+    CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, UpdatePrice,
+};
+use stripe_product::product::{CreateProduct, DeleteProduct, UpdateProduct};
+use stripe_shared::{ApiErrorsType, Customer, Price, Product};
+
+use crate::model::Interval;
 
 use crate::error::ApiError;
 
@@ -48,6 +55,75 @@ pub struct CustomerChanges {
     pub name: Option<Option<String>>,
     /// Sent as Stripe's metadata parameter: merged into the object, `""` unsets a key.
     pub metadata: Option<HashMap<String, String>>,
+}
+
+/// A Stripe product or price as BillStack needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeObject {
+    pub id: String,
+    pub active: bool,
+    pub metadata: HashMap<String, String>,
+}
+
+impl From<Product> for StripeObject {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id.to_string(),
+            active: p.active,
+            metadata: p.metadata,
+        }
+    }
+}
+
+impl From<Price> for StripeObject {
+    fn from(p: Price) -> Self {
+        Self {
+            id: p.id.to_string(),
+            active: p.active,
+            metadata: p.metadata,
+        }
+    }
+}
+
+/// Changes to a Stripe product; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductChanges {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub active: Option<bool>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+/// A new Stripe price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStripePrice<'a> {
+    pub product: &'a str,
+    pub unit_amount: i64,
+    pub currency: &'a str,
+    /// `None` for a one-time price.
+    pub recurring: Option<(Interval, u32)>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// The idempotency key of an update: derived from the object's ID, the version the change
+/// applies to, and the change itself, so a retry of the same change replays in Stripe and
+/// another change gets its own key.
+pub fn update_key(id: &str, version: u64, change: &impl std::fmt::Debug) -> String {
+    let text = format!("{change:?}");
+    let digest: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("bs_{id}_v{version}_{digest}")
+}
+
+/// Metadata as a sorted list, so a change's `Debug` text does not depend on map order.
+pub fn sorted(metadata: &Option<HashMap<String, String>>) -> Vec<(&String, &String)> {
+    let mut pairs: Vec<_> = metadata.iter().flatten().collect();
+    pairs.sort();
+    pairs
 }
 
 #[derive(Clone)]
@@ -217,5 +293,156 @@ impl StripeGateway {
             })
             .await?;
         Ok(customer.into())
+    }
+}
+
+impl StripeGateway {
+    pub async fn create_product(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        metadata: HashMap<String, String>,
+        idempotency_key: &str,
+    ) -> Result<StripeObject, ApiError> {
+        let mut request = CreateProduct::new(name).metadata(metadata);
+        if let Some(description) = description {
+            request = request.description(description);
+        }
+        let product = self
+            .call(Some(idempotency_key), |strategy| {
+                request
+                    .customize()
+                    .request_strategy(strategy)
+                    .send(&self.client)
+            })
+            .await?;
+        Ok(product.into())
+    }
+
+    pub async fn update_product(
+        &self,
+        id: &str,
+        changes: &ProductChanges,
+        idempotency_key: &str,
+    ) -> Result<StripeObject, ApiError> {
+        let mut request = UpdateProduct::new(id);
+        if let Some(name) = &changes.name {
+            request = request.name(name);
+        }
+        if let Some(description) = &changes.description {
+            request = request.description(description.clone().unwrap_or_default());
+        }
+        if let Some(active) = changes.active {
+            request = request.active(active);
+        }
+        if let Some(metadata) = &changes.metadata {
+            request = request.metadata(metadata.clone());
+        }
+        let product = self
+            .call(Some(idempotency_key), |strategy| {
+                request
+                    .customize()
+                    .request_strategy(strategy)
+                    .send(&self.client)
+            })
+            .await?;
+        Ok(product.into())
+    }
+
+    /// Deletes a product that has no prices (undoing a create whose write failed).
+    pub async fn delete_product(&self, id: &str) -> Result<(), ApiError> {
+        let request = DeleteProduct::new(id);
+        self.call(None, |strategy| {
+            request
+                .customize()
+                .request_strategy(strategy)
+                .send(&self.client)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn create_price(
+        &self,
+        new: &NewStripePrice<'_>,
+        idempotency_key: &str,
+    ) -> Result<StripeObject, ApiError> {
+        let currency: stripe_types::Currency =
+            new.currency.parse().unwrap_or_else(|never| match never {});
+        let mut request = CreatePrice::new(currency)
+            .product(new.product)
+            .unit_amount(new.unit_amount)
+            .metadata(new.metadata.clone());
+        if let Some((interval, count)) = new.recurring {
+            let interval = match interval {
+                Interval::Day => CreatePriceRecurringInterval::Day,
+                Interval::Week => CreatePriceRecurringInterval::Week,
+                Interval::Month => CreatePriceRecurringInterval::Month,
+                Interval::Year => CreatePriceRecurringInterval::Year,
+            };
+            let mut recurring = CreatePriceRecurring::new(interval);
+            recurring.interval_count = Some(u64::from(count));
+            request = request.recurring(recurring);
+        }
+        let price = self
+            .call(Some(idempotency_key), |strategy| {
+                request
+                    .customize()
+                    .request_strategy(strategy)
+                    .send(&self.client)
+            })
+            .await?;
+        Ok(price.into())
+    }
+
+    /// Changes a price's `active` flag and/or metadata (all Stripe lets change).
+    pub async fn update_price(
+        &self,
+        id: &str,
+        active: Option<bool>,
+        metadata: Option<HashMap<String, String>>,
+        idempotency_key: &str,
+    ) -> Result<StripeObject, ApiError> {
+        let mut request = UpdatePrice::new(id);
+        if let Some(active) = active {
+            request = request.active(active);
+        }
+        if let Some(metadata) = metadata {
+            request = request.metadata(metadata);
+        }
+        let price = self
+            .call(Some(idempotency_key), |strategy| {
+                request
+                    .customize()
+                    .request_strategy(strategy)
+                    .send(&self.client)
+            })
+            .await?;
+        Ok(price.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_keys_differ_by_change_and_version_but_not_by_map_order() {
+        let a = Some(HashMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ]));
+        let b = Some(HashMap::from([
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+        ]));
+        let key = update_key("pc_1", 3, &sorted(&a));
+        assert_eq!(key, update_key("pc_1", 3, &sorted(&b)));
+        assert!(
+            key.starts_with("bs_pc_1_v3_") && key.len() == "bs_pc_1_v3_".len() + 16,
+            "{key}"
+        );
+        assert_ne!(key, update_key("pc_1", 4, &sorted(&a)));
+        assert_ne!(key, update_key("pc_1", 3, &sorted(&None)));
     }
 }

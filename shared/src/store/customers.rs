@@ -304,7 +304,7 @@ impl Store {
     }
 }
 
-fn cancelled_by_condition<R>(
+pub(super) fn cancelled_by_condition<R>(
     err: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
         R,

@@ -1,5 +1,6 @@
 //! The DynamoDB single-table store. Handlers see records and [`ApiError`]s, never SDK types.
 
+mod catalog;
 mod customers;
 pub mod keys;
 

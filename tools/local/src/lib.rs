@@ -21,17 +21,11 @@ use tokio::net::TcpListener;
 pub async fn dispatch(app: &App, request: Request) -> Response<Body> {
     let resource = route(request.method(), request.uri().path()).map(|r| r.resource);
     match resource {
+        Ok(Resource::Products) => serve(app, request, |req| products::handle(app, req)).await,
+        Ok(Resource::Prices) => serve(app, request, |req| prices::handle(app, req)).await,
+        // Unknown routes get the same 404/405 answer from any function.
         Ok(Resource::Customers) | Err(_) => {
             serve(app, request, |req| customers::handle(app, req)).await
-        }
-        Ok(Resource::Products | Resource::Prices) => {
-            serve(app, request, |req| async move {
-                Err(billstack::ApiError::not_found(format!(
-                    "No route for {}",
-                    req.route.name()
-                )))
-            })
-            .await
         }
     }
 }

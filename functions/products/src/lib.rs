@@ -1,0 +1,395 @@
+//! The products API: list, create, get, update and delete a project's products, kept in
+//! Stripe and in our table. Deleting a product archives it and deactivates its prices in
+//! Stripe, and removes it and its prices from our table.
+
+use billstack::App;
+use billstack::clock;
+use billstack::error::ApiError;
+use billstack::http::{ApiRequest, ApiResponse};
+use billstack::ids::IdKind;
+use billstack::input::{
+    self, Metadata, Page, Query, RESERVED_METADATA_KEYS, json_body, nullable,
+    stripe_metadata_replacing, validate_metadata,
+};
+use billstack::model::Product;
+use billstack::routing::{Action, Resource};
+use billstack::stripe::{ProductChanges, sorted, update_key};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const MAX_NAME_LEN: usize = 250;
+pub const MAX_DESCRIPTION_LEN: usize = 5000;
+
+/// Answers every products route; other resources' routes are not this function's.
+pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    if req.route.resource != Resource::Products {
+        return Err(ApiError::not_found(format!(
+            "No route for {}",
+            req.route.name()
+        )));
+    }
+    match req.route.action {
+        Action::List => list(app, &req).await,
+        Action::Create => create(app, &req).await,
+        Action::Get => get(app, &req)
+            .await
+            .map(|p| ApiResponse::ok(json!({"product": p.to_json()}))),
+        Action::Update => update(app, &req).await,
+        Action::Delete => delete(app, &req).await,
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("Product not found")
+}
+
+async fn get(app: &App, req: &ApiRequest) -> Result<Product, ApiError> {
+    let id = req.object_id();
+    if !IdKind::Product.matches(id) {
+        return Err(not_found());
+    }
+    app.store
+        .get_product(req.project_id(), id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let query = Query::parse(
+        req.query.as_deref(),
+        &["activeOnly", "limit", "offset", "startingAfter"],
+    )?;
+    let active_only = query.boolean("activeOnly", true)?;
+    // Without `limit`, every match (the contract's default).
+    let page = Page::from_query(&query, None)?;
+    if let Some(cursor) = &page.starting_after
+        && !IdKind::Product.matches(cursor)
+    {
+        return Err(ApiError::invalid(
+            "startingAfter",
+            "startingAfter must be a product ID (pp_...)",
+        ));
+    }
+    let (products, has_more) = app
+        .store
+        .list_products(req.project_id(), &page, active_only)
+        .await?;
+    Ok(ApiResponse::ok(json!({
+        "products": products.iter().map(Product::to_json).collect::<Vec<_>>(),
+        "hasMore": has_more,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: Option<String>,
+    description: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+/// A validated create request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: Metadata,
+}
+
+impl NewProduct {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: CreateBody = json_body(body)?;
+        let name = body
+            .name
+            .ok_or_else(|| ApiError::invalid("name", "Missing required parameter: name"))?;
+        let metadata = body.metadata.unwrap_or_default();
+        validate_metadata(&metadata)?;
+        Ok(Self {
+            name: input::text("name", &name, MAX_NAME_LEN)?,
+            description: body
+                .description
+                .map(|d| input::text("description", &d, MAX_DESCRIPTION_LEN))
+                .transpose()?,
+            metadata,
+        })
+    }
+}
+
+async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let new = NewProduct::parse(&req.body)?;
+    let project_id = req.project_id();
+    let id = IdKind::Product.generate();
+    let now = clock::now_epoch();
+    let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
+    let stripe_product = app
+        .stripe
+        .create_product(
+            &new.name,
+            new.description.as_deref(),
+            stripe_metadata_replacing(&new.metadata, &ours, []),
+            &format!("bs_{id}_create"),
+        )
+        .await?;
+    let product = Product {
+        id,
+        project_id: project_id.to_owned(),
+        name: new.name,
+        description: new.description,
+        is_active: true,
+        metadata: new.metadata,
+        stripe_product_id: stripe_product.id,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        deleting: false,
+    };
+    if let Err(err) = app.store.insert_product(&product).await {
+        // Undo the Stripe side: a product with no prices can be deleted outright.
+        if let Err(undo) = app.stripe.delete_product(&product.stripe_product_id).await {
+            tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
+        }
+        return Err(err);
+    }
+    Ok(ApiResponse::created(json!({"product": product.to_json()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    is_active: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    metadata: Option<Option<Metadata>>,
+}
+
+/// A validated update: `None` leaves a field alone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    /// `Some(None)` removes the description.
+    pub description: Option<Option<String>>,
+    pub is_active: Option<bool>,
+    /// Replaces the metadata (`null` means none).
+    pub metadata: Option<Metadata>,
+}
+
+impl ProductPatch {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: UpdateBody = json_body(body)?;
+        let name = match body.name {
+            None => None,
+            Some(None) => return Err(ApiError::invalid("name", "name cannot be removed")),
+            Some(Some(raw)) => Some(input::text("name", &raw, MAX_NAME_LEN)?),
+        };
+        let description = match body.description {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(Some(input::text("description", &raw, MAX_DESCRIPTION_LEN)?)),
+        };
+        let is_active = match body.is_active {
+            None => None,
+            Some(None) => {
+                return Err(ApiError::invalid(
+                    "isActive",
+                    "isActive must be true or false",
+                ));
+            }
+            Some(Some(active)) => Some(active),
+        };
+        let metadata = body.metadata.map(Option::unwrap_or_default);
+        if let Some(metadata) = &metadata {
+            validate_metadata(metadata)?;
+        }
+        Ok(Self {
+            name,
+            description,
+            is_active,
+            metadata,
+        })
+    }
+}
+
+async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let patch = ProductPatch::parse(&req.body)?;
+    let current = get(app, req).await?;
+    let mut next = current.clone();
+    if let Some(name) = &patch.name {
+        next.name = name.clone();
+    }
+    if let Some(description) = &patch.description {
+        next.description = description.clone();
+    }
+    if let Some(active) = patch.is_active {
+        next.is_active = active;
+    }
+    if let Some(metadata) = &patch.metadata {
+        next.metadata = metadata.clone();
+    }
+    if next == current {
+        return Ok(ApiResponse::ok(json!({"product": current.to_json()})));
+    }
+    let ours = [
+        ("project_id", current.project_id.as_str()),
+        ("billstack_id", current.id.as_str()),
+    ];
+    let changes = ProductChanges {
+        name: (next.name != current.name).then(|| next.name.clone()),
+        description: (next.description != current.description).then(|| next.description.clone()),
+        active: (next.is_active != current.is_active).then_some(next.is_active),
+        metadata: (next.metadata != current.metadata)
+            .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys())),
+    };
+    let key = update_key(
+        &current.id,
+        current.version,
+        &(
+            &changes.name,
+            &changes.description,
+            changes.active,
+            sorted(&changes.metadata),
+        ),
+    );
+    let updated = app
+        .stripe
+        .update_product(&current.stripe_product_id, &changes, &key)
+        .await?;
+    // Keys set in Stripe behind our back go too: metadata replaces.
+    if changes.metadata.is_some() {
+        let extra: std::collections::HashMap<String, String> = updated
+            .metadata
+            .keys()
+            .filter(|k| {
+                !next.metadata.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str())
+            })
+            .map(|k| (k.clone(), String::new()))
+            .collect();
+        if !extra.is_empty() {
+            let cleanup = ProductChanges {
+                metadata: Some(extra),
+                ..ProductChanges::default()
+            };
+            app.stripe
+                .update_product(
+                    &current.stripe_product_id,
+                    &cleanup,
+                    &format!("{key}_cleanup"),
+                )
+                .await?;
+        }
+    }
+    next.updated_at = clock::now_epoch().max(current.updated_at);
+    next.version = current.version + 1;
+    app.store.replace_product(&next, current.version).await?;
+    Ok(ApiResponse::ok(json!({"product": next.to_json()})))
+}
+
+/// Stripe first, our table last: a failure half way leaves our records in place (the
+/// prices already deactivated in Stripe are marked inactive here too), and the retry of
+/// the delete finishes the job. From the first step on, no new price can be added.
+async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let product = get(app, req).await?;
+    app.store.mark_product_deleting(&product).await?;
+    let prices = app
+        .store
+        .prices_of_product(&product.project_id, &product.id)
+        .await?;
+    for price in &prices {
+        let key = update_key(&price.id, price.version, &"archive");
+        app.stripe
+            .update_price(&price.stripe_price_id, Some(false), None, &key)
+            .await?;
+        if price.is_active {
+            let mut inactive = price.clone();
+            inactive.is_active = false;
+            inactive.updated_at = clock::now_epoch().max(price.updated_at);
+            inactive.version = price.version + 1;
+            app.store.replace_price(&inactive, price.version).await?;
+        }
+    }
+    let archive = ProductChanges {
+        active: Some(false),
+        ..ProductChanges::default()
+    };
+    let key = update_key(&product.id, product.version, &"archive");
+    app.stripe
+        .update_product(&product.stripe_product_id, &archive, &key)
+        .await?;
+    app.store
+        .delete_product_with_prices(&product, &prices)
+        .await?;
+    Ok(ApiResponse::deleted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_a_name_within_bounds() {
+        let p =
+            NewProduct::parse(br#"{"name": " Pro Plan ", "description": "All of it"}"#).unwrap();
+        assert_eq!(p.name, "Pro Plan");
+        assert_eq!(p.description.as_deref(), Some("All of it"));
+        for (body, param) in [
+            (r#"{}"#.to_owned(), "name"),
+            (r#"{"name": ""}"#.to_owned(), "name"),
+            (format!(r#"{{"name": "{}"}}"#, "x".repeat(251)), "name"),
+            (r#"{"name": "x", "price": 5}"#.to_owned(), "price"),
+            (
+                r#"{"name": "x", "metadata": {"project_id": "p"}}"#.to_owned(),
+                "metadata.project_id",
+            ),
+        ] {
+            assert_eq!(
+                NewProduct::parse(body.as_bytes())
+                    .unwrap_err()
+                    .param
+                    .as_deref(),
+                Some(param),
+                "{body}"
+            );
+        }
+        assert!(
+            NewProduct::parse(format!(r#"{{"name": "{}"}}"#, "x".repeat(250)).as_bytes()).is_ok()
+        );
+    }
+
+    #[test]
+    fn patch_fields() {
+        let p = ProductPatch::parse(br#"{"isActive": false, "description": null}"#).unwrap();
+        assert_eq!(p.is_active, Some(false));
+        assert_eq!(p.description, Some(None));
+        assert_eq!(
+            ProductPatch::parse(br#"{"isActive": "no"}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("isActive")
+        );
+        assert_eq!(
+            ProductPatch::parse(br#"{"isActive": null}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("isActive")
+        );
+        assert_eq!(
+            ProductPatch::parse(br#"{"name": null}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            ProductPatch::parse(br#"{"active": true}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("active")
+        );
+    }
+}
