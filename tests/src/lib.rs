@@ -13,7 +13,7 @@ use billstack::lambda_http::{Body, Request};
 use billstack::model::{Project, Team};
 use billstack::store::Store;
 use billstack::stripe::StripeGateway;
-use devstack::DynamoDbLocal;
+use devstack::{DynamoDbLocal, DynamoProxy};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use stripe_emulator::StripeEmulator;
@@ -41,9 +41,7 @@ pub fn dynamodb_endpoint() -> String {
 
 /// A store on the shared test table, created on first use.
 pub async fn store() -> Store {
-    let endpoint = tokio::task::spawn_blocking(dynamodb_endpoint)
-        .await
-        .expect("dynamodb start task");
+    let endpoint = endpoint().await;
     let store = Store::connect(TABLE, Some(&endpoint)).await;
     TABLE_READY
         .get_or_init(|| async {
@@ -56,31 +54,45 @@ pub async fn store() -> Store {
     store
 }
 
+async fn endpoint() -> String {
+    tokio::task::spawn_blocking(dynamodb_endpoint)
+        .await
+        .expect("dynamodb start task")
+}
+
 /// One test's world: its own Stripe emulator, team, project and full-access key.
 pub struct TestEnv {
     pub app: Arc<App>,
     pub store: Store,
     pub stripe: StripeEmulator,
+    /// What the handlers' DynamoDB calls go through: counts them, fails them on demand.
+    /// (`store` above talks to DynamoDB Local directly, so assertions are not counted.)
+    pub dynamo: DynamoProxy,
     pub team: Team,
     pub project: Project,
     /// A full-access key of the team.
     pub key: String,
 }
 
-pub fn config(stripe_url: &str) -> Config {
+pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
     Config {
         table_name: TABLE.to_owned(),
         dynamodb_endpoint: None,
         stripe_secret_key: "sk_test_billstack_tests".to_owned(),
         stripe_api_base: Some(stripe_url.to_owned()),
         stripe_timeout: Duration::from_secs(5),
-        // Tests revoke keys and expect the very next request to see it.
-        auth_cache_ttl: Duration::ZERO,
+        auth_cache_ttl,
     }
 }
 
 impl TestEnv {
+    /// Tests revoke keys and expect the very next request to see it: no auth cache.
     pub async fn new() -> Self {
+        Self::with_auth_cache(Duration::ZERO).await
+    }
+
+    /// With the warm-container auth cache as deployed.
+    pub async fn with_auth_cache(ttl: Duration) -> Self {
         // Logs show up beside a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -90,14 +102,18 @@ impl TestEnv {
         let stripe = StripeEmulator::start(0)
             .await
             .expect("start stripe emulator");
-        let config = config(&stripe.url());
+        let config = config(&stripe.url(), ttl);
         let gateway = StripeGateway::new(
             &config.stripe_secret_key,
             config.stripe_api_base.as_deref(),
             config.stripe_timeout,
         )
         .expect("stripe gateway");
-        let app = Arc::new(App::new(store.clone(), gateway, &config));
+        let dynamo = DynamoProxy::start(&endpoint().await)
+            .await
+            .expect("dynamodb proxy");
+        let app_store = Store::connect(TABLE, Some(dynamo.endpoint())).await;
+        let app = Arc::new(App::new(app_store, gateway, &config));
         let team = admin::create_team(&store, "Test team").await.expect("team");
         let project = admin::create_project(&store, &team.id, "Test project")
             .await
@@ -116,6 +132,7 @@ impl TestEnv {
             app,
             store,
             stripe,
+            dynamo,
             team,
             project,
             key: secret.expose().to_owned(),

@@ -814,3 +814,82 @@ async fn stripe_throttling_is_429_and_a_failed_update_leaves_the_record() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["customer"]["name"], "After");
 }
+
+#[tokio::test]
+async fn our_write_failing_after_stripe_answered_leaves_nothing_half_made() {
+    let env = TestEnv::new().await;
+    // Every attempt of the SDK (3) at the final transaction fails.
+    env.dynamo.fail_next("TransactWriteItems", 3);
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "half@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        env.store
+            .email_owner(&env.project.id, "half@example.com")
+            .await
+            .unwrap()
+            .is_none(),
+        "email released"
+    );
+    let (_, list) = env.call(Method::GET, &env.path("customers"), None).await;
+    assert_eq!(list["customers"], json!([]));
+    // Stripe has the customer, tagged so the retry can find it.
+    assert_eq!(env.stripe.customers().len(), 1);
+
+    let customer = create(&env, json!({"email": "half@example.com"})).await;
+    assert_eq!(
+        env.stripe.customers().len(),
+        1,
+        "the retry linked, it did not create another"
+    );
+    assert_eq!(
+        customer["stripeCustomerId"],
+        env.stripe.customers()[0]["id"]
+    );
+}
+
+#[tokio::test]
+async fn a_warm_get_with_a_cached_key_makes_one_dynamodb_call() {
+    let env = TestEnv::with_auth_cache(std::time::Duration::from_secs(30)).await;
+    let customer = create(&env, json!({"email": "warm@example.com"})).await;
+    let path = item_path(&env, customer["id"].as_str().unwrap());
+    let (status, _) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    env.dynamo.reset_counts();
+    let stripe_calls = env.stripe.request_count("*");
+    let (status, _) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        env.dynamo.counts(),
+        std::collections::HashMap::from([("GetItem".to_owned(), 1)])
+    );
+    assert_eq!(
+        env.stripe.request_count("*"),
+        stripe_calls,
+        "no Stripe call on a read"
+    );
+}
+
+#[tokio::test]
+async fn create_makes_the_fewest_calls_the_design_allows() {
+    let env = TestEnv::with_auth_cache(std::time::Duration::from_secs(30)).await;
+    create(&env, json!({"email": "first@example.com"})).await; // warms the key cache
+    env.dynamo.reset_counts();
+    let before = env.stripe.request_count("*");
+    create(&env, json!({"email": "count@example.com"})).await;
+    // Reserve the email, then customer + activation in one transaction.
+    assert_eq!(
+        env.dynamo.counts(),
+        std::collections::HashMap::from([
+            ("PutItem".to_owned(), 1),
+            ("TransactWriteItems".to_owned(), 1)
+        ])
+    );
+    // Look for a Stripe customer with this email, then create one.
+    assert_eq!(env.stripe.request_count("*") - before, 2);
+}

@@ -4,6 +4,10 @@
 //! The process is started behind a tiny shell watchdog that kills it when our stdin pipe
 //! closes, so it never outlives the process that started it, even one killed by a signal.
 
+mod proxy;
+
+pub use proxy::DynamoProxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

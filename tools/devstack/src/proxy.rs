@@ -1,0 +1,185 @@
+//! A pass-through in front of DynamoDB Local that counts requests by operation and can
+//! fail the next N calls of an operation, so tests can prove what happens when our write
+//! fails after Stripe answered, and the benchmark can count calls. It forwards every byte
+//! to the real server: it is not a mock.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Default)]
+struct State {
+    counts: HashMap<String, usize>,
+    /// operation → (remaining, status, error type)
+    faults: HashMap<String, (u32, u16, String)>,
+}
+
+/// A running proxy; dropping it stops it.
+pub struct DynamoProxy {
+    endpoint: String,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for DynamoProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The operation of a DynamoDB request: `X-Amz-Target: DynamoDB_20120810.GetItem` → `GetItem`.
+fn operation<B>(request: &Request<B>) -> String {
+    request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+impl DynamoProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (e.g. DynamoDB Local).
+    pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State::default()));
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (client, upstream, state) = (client.clone(), upstream.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let (client, upstream, state) =
+                            (client.clone(), upstream.clone(), state.clone());
+                        async move {
+                            Ok::<_, Infallible>(forward(request, &client, &upstream, &state).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            endpoint,
+            state,
+            task,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Requests seen per operation (`GetItem`, `Query`, `TransactWriteItems`, ...).
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.state
+            .lock()
+            .map(|s| s.counts.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.counts().get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts().values().sum()
+    }
+
+    pub fn reset_counts(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.counts.clear();
+        }
+    }
+
+    /// Answers the next `times` calls of `operation` with DynamoDB's `InternalServerError`
+    /// (HTTP 500), without forwarding them.
+    pub fn fail_next(&self, operation: &str, times: u32) {
+        if let Ok(mut state) = self.state.lock() {
+            state.faults.insert(
+                operation.to_owned(),
+                (times, 500, "InternalServerError".to_owned()),
+            );
+        }
+    }
+}
+
+async fn forward(
+    request: Request<hyper::body::Incoming>,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    state: &Mutex<State>,
+) -> Response<Full<Bytes>> {
+    let op = operation(&request);
+    let fault = state.lock().ok().and_then(|mut s| {
+        *s.counts.entry(op.clone()).or_default() += 1;
+        let (remaining, status, kind) = s.faults.get_mut(&op)?;
+        if *remaining == 0 {
+            return None;
+        }
+        *remaining -= 1;
+        Some((*status, kind.clone()))
+    });
+    if let Some((status, kind)) = fault {
+        let body = format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected by DynamoProxy"}}"#
+        );
+        return response(status, body.into());
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return response(
+            502,
+            Bytes::from_static(b"proxy: could not read the request"),
+        );
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = format!("{upstream}{path}").parse() else {
+        return response(502, Bytes::from_static(b"proxy: bad upstream"));
+    };
+    parts.uri = uri;
+    match client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+    {
+        Ok(answer) => {
+            let (parts, body) = answer.into_parts();
+            match body.collect().await {
+                Ok(bytes) => Response::from_parts(parts, Full::new(bytes.to_bytes())),
+                Err(_) => response(502, Bytes::from_static(b"proxy: upstream body failed")),
+            }
+        }
+        Err(_) => response(502, Bytes::from_static(b"proxy: upstream unreachable")),
+    }
+}
+
+fn response(status: u16, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
