@@ -295,11 +295,24 @@ fn check_shape(event: &Value) -> Result<(), String> {
 
 /// Runs one event file's text in a fresh world and checks the answer; `Err` says why not.
 async fn run_event(text: &str) -> Result<(), String> {
-    let env = TestEnv::new().await;
-    let values = seed(&env, &placeholders(text)?).await?;
-    let rendered = render(text, &values);
+    let raw: Value = serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))?;
+    let mut needed = placeholders(text)?;
+    // Objects the event does not name but needs to exist (a product's price, say).
+    if let Some(extra) = raw[EXPECT].get("seed") {
+        let names = extra
+            .as_array()
+            .ok_or_else(|| format!("{EXPECT}.seed must be a list of placeholder names"))?;
+        for name in names {
+            let name = name.as_str().ok_or("seed names are strings")?;
+            needed.insert(name.to_owned());
+        }
+    }
 
-    let event: Value = serde_json::from_str(&rendered).map_err(|err| format!("not JSON: {err}"))?;
+    let env = TestEnv::new().await;
+    let values = seed(&env, &needed).await?;
+    let rendered = render(text, &values);
+    let event: Value =
+        serde_json::from_str(&rendered).map_err(|err| format!("not JSON once rendered: {err}"))?;
     check_shape(&event)?;
     let expect = event
         .get(EXPECT)

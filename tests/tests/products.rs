@@ -1,0 +1,600 @@
+//! The products API end to end: handlers → DynamoDB Local and the Stripe emulator.
+
+use billstack::admin::NewApiKey;
+use billstack_tests::{Fault, FaultTiming, TestEnv, project_path};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn create_product(env: &TestEnv, body: Value) -> Value {
+    let (status, body) = env
+        .call(Method::POST, &env.path("products"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["product"].clone()
+}
+
+async fn create_price(env: &TestEnv, product_id: &str, unit_amount: i64) -> Value {
+    let body = json!({"productId": product_id, "unitAmount": unit_amount, "currency": "usd", "interval": "month"});
+    let (status, body) = env
+        .call(Method::POST, &env.path("prices"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["price"].clone()
+}
+
+fn item(env: &TestEnv, resource: &str, id: &Value) -> String {
+    format!("{}/{}", env.path(resource), id.as_str().unwrap())
+}
+
+fn ids(list: &Value, key: &str) -> Vec<String> {
+    list[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn create_writes_the_product_to_stripe_and_dynamodb() {
+    let env = TestEnv::new().await;
+    let product = create_product(
+        &env,
+        json!({"name": "Pro Plan", "description": "Full access to all features"}),
+    )
+    .await;
+    let id = product["id"].as_str().unwrap();
+    assert!(id.starts_with("pp_"));
+    assert_eq!(product["name"], "Pro Plan");
+    assert_eq!(product["description"], "Full access to all features");
+    assert_eq!(product["isActive"], true);
+    assert_eq!(product["metadata"], json!({}));
+    assert_eq!(product["projectId"], env.project.id.as_str());
+    assert!(product["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    let stripe_id = product["stripeProductId"].as_str().unwrap();
+    let in_stripe = env.stripe.product(stripe_id).expect("in Stripe");
+    assert_eq!(in_stripe["name"], "Pro Plan");
+    assert_eq!(in_stripe["active"], true);
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"project_id": env.project.id, "billstack_id": id})
+    );
+
+    let stored = env
+        .store
+        .get_product(&env.project.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.stripe_product_id, stripe_id);
+    let (status, got) = env
+        .call(Method::GET, &item(&env, "products", &product["id"]), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["product"], product);
+}
+
+#[tokio::test]
+async fn bad_product_input_is_400_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    for (body, param) in [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x".repeat(251)}), "name"),
+        (json!({"name": 5}), "name"),
+        (json!({"name": "x", "description": 5}), "description"),
+        (json!({"name": "x", "isActive": false}), "isActive"),
+        (
+            json!({"name": "x", "metadata": {"project_id": "p"}}),
+            "metadata.project_id",
+        ),
+        (
+            json!({"name": "x", "metadata": {"a": {"b": "c"}}}),
+            "metadata.a",
+        ),
+    ] {
+        let (status, answer) = env
+            .call(Method::POST, &env.path("products"), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["param"], param, "{body}: {answer}");
+    }
+    assert_eq!(env.stripe.request_count("*"), 0);
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("products")),
+            None,
+        )
+        .await;
+    assert_eq!(list["products"], json!([]));
+}
+
+#[tokio::test]
+async fn list_filters_active_and_pages_newest_first() {
+    let env = TestEnv::new().await;
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(
+            create_product(&env, json!({"name": format!("P{i}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    all.reverse();
+    // Deactivate P1 (all[3]).
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &format!("{}/{}", env.path("products"), all[3]),
+            Some(json!({"isActive": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let base = env.path("products");
+    let (status, list) = env.call(Method::GET, &base, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let active: Vec<String> = all.iter().filter(|id| **id != all[3]).cloned().collect();
+    assert_eq!(
+        ids(&list, "products"),
+        active,
+        "activeOnly defaults to true"
+    );
+    let (_, list) = env
+        .call(Method::GET, &format!("{base}?activeOnly=true"), None)
+        .await;
+    assert_eq!(ids(&list, "products"), active);
+    let (_, list) = env
+        .call(Method::GET, &format!("{base}?activeOnly=false"), None)
+        .await;
+    assert_eq!(ids(&list, "products"), all);
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{base}?activeOnly=false&limit=2&offset=2"),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&list, "products"), all[2..4]);
+    assert_eq!(list["hasMore"], true);
+    let (_, list) = env
+        .call(Method::GET, &format!("{base}?limit=2&offset=2"), None)
+        .await;
+    assert_eq!(ids(&list, "products"), active[2..4]);
+
+    for (query, param) in [
+        ("activeOnly=yes", "activeOnly"),
+        ("activeOnly=1", "activeOnly"),
+        ("limit=0", "limit"),
+        ("offset=-2", "offset"),
+    ] {
+        let (status, body) = env
+            .call(Method::GET, &format!("{base}?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["param"], param);
+    }
+}
+
+#[tokio::test]
+async fn update_goes_to_stripe_then_our_record() {
+    let env = TestEnv::new().await;
+    let product = create_product(
+        &env,
+        json!({"name": "Pro Plan", "description": "d", "metadata": {"tier": "2", "old": "x"}}),
+    )
+    .await;
+    let path = item(&env, "products", &product["id"]);
+    let stripe_id = product["stripeProductId"].as_str().unwrap();
+
+    let (status, body) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "Pro Plan v2", "description": null, "isActive": false, "metadata": {"tier": "3"}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let updated = &body["product"];
+    assert_eq!(updated["name"], "Pro Plan v2");
+    assert_eq!(updated["description"], Value::Null);
+    assert_eq!(updated["isActive"], false);
+    assert_eq!(updated["metadata"], json!({"tier": "3"}));
+
+    let in_stripe = env.stripe.product(stripe_id).unwrap();
+    assert_eq!(in_stripe["name"], "Pro Plan v2");
+    assert_eq!(in_stripe["active"], false);
+    assert_eq!(in_stripe["description"], Value::Null);
+    assert_eq!(
+        in_stripe["metadata"],
+        json!({"tier": "3", "project_id": env.project.id, "billstack_id": product["id"]})
+    );
+    let stored = env
+        .store
+        .get_product(&env.project.id, product["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.is_active);
+
+    for (body, param) in [
+        (json!({"name": ""}), "name"),
+        (json!({"name": null}), "name"),
+        (json!({"isActive": "false"}), "isActive"),
+        (json!({"price": 1}), "price"),
+    ] {
+        let (status, answer) = env.call(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["param"], param);
+    }
+
+    // Stripe failing leaves our record as it was; the retry applies.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/products/:id", 500).with_times(2));
+    let (status, _) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "v3"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let (_, body) = env.call(Method::GET, &path, None).await;
+    assert_eq!(body["product"]["name"], "Pro Plan v2");
+    let (status, body) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "v3"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["product"]["name"], "v3");
+    assert_eq!(env.stripe.product(stripe_id).unwrap()["name"], "v3");
+}
+
+#[tokio::test]
+async fn unknown_or_foreign_product_is_404() {
+    let env = TestEnv::new().await;
+    let other = env.other_project().await;
+    let (status, foreign) = env
+        .call(
+            Method::POST,
+            &project_path(&env.team.id, &other.id, "products"),
+            Some(json!({"name": "Theirs"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for id in [
+        foreign["product"]["id"].as_str().unwrap(),
+        "pp_0000",
+        "nope",
+    ] {
+        for method in [Method::GET, Method::PATCH, Method::DELETE] {
+            let body = (method == Method::PATCH).then(|| json!({"name": "x"}));
+            let (status, answer) = env
+                .call(
+                    method.clone(),
+                    &format!("{}/{id}", env.path("products")),
+                    body,
+                )
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {id}");
+            assert_eq!(answer["error"], "Product not found");
+        }
+    }
+    assert!(
+        env.stripe
+            .product(foreign["product"]["stripeProductId"].as_str().unwrap())
+            .unwrap()["active"]
+            == true
+    );
+}
+
+#[tokio::test]
+async fn delete_archives_the_product_and_its_prices_in_stripe_and_removes_them_here() {
+    let env = TestEnv::new().await;
+    let product = create_product(&env, json!({"name": "Doomed"})).await;
+    let keep = create_product(&env, json!({"name": "Kept"})).await;
+    let p1 = create_price(&env, product["id"].as_str().unwrap(), 1000).await;
+    let p2 = create_price(&env, product["id"].as_str().unwrap(), 2000).await;
+    let kept_price = create_price(&env, keep["id"].as_str().unwrap(), 3000).await;
+
+    let (status, body) = env
+        .call(
+            Method::DELETE,
+            &item(&env, "products", &product["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"success": true}));
+
+    // Stripe: product and its prices inactive; the other product untouched.
+    assert_eq!(
+        env.stripe
+            .product(product["stripeProductId"].as_str().unwrap())
+            .unwrap()["active"],
+        false
+    );
+    for price in [&p1, &p2] {
+        assert_eq!(
+            env.stripe
+                .price(price["stripePriceId"].as_str().unwrap())
+                .unwrap()["active"],
+            false
+        );
+    }
+    assert_eq!(
+        env.stripe
+            .price(kept_price["stripePriceId"].as_str().unwrap())
+            .unwrap()["active"],
+        true
+    );
+    assert_eq!(
+        env.stripe
+            .product(keep["stripeProductId"].as_str().unwrap())
+            .unwrap()["active"],
+        true
+    );
+
+    // Ours: none of them, in any list.
+    let (status, _) = env
+        .call(Method::GET, &item(&env, "products", &product["id"]), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for price in [&p1, &p2] {
+        let (status, _) = env
+            .call(Method::GET, &item(&env, "prices", &price["id"]), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("products")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ids(&list, "products"),
+        vec![keep["id"].as_str().unwrap().to_owned()]
+    );
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("prices")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ids(&list, "prices"),
+        vec![kept_price["id"].as_str().unwrap().to_owned()]
+    );
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!(
+                "{}?activeOnly=false&productId={}",
+                env.path("prices"),
+                product["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(list["prices"], json!([]));
+
+    // And no price can be added to it any more.
+    let body = json!({"productId": product["id"], "unitAmount": 1, "currency": "usd", "interval": "month"});
+    let (status, answer) = env
+        .call(Method::POST, &env.path("prices"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["param"], "productId");
+}
+
+#[tokio::test]
+async fn a_delete_failing_half_way_leaves_consistent_records_and_the_retry_finishes() {
+    let env = TestEnv::new().await;
+    let product = create_product(&env, json!({"name": "Half"})).await;
+    let product_id = product["id"].as_str().unwrap();
+    let prices = [
+        create_price(&env, product_id, 100).await,
+        create_price(&env, product_id, 200).await,
+    ];
+
+    // The second price's deactivation fails in Stripe (both attempts).
+    let second = prices[0]["stripePriceId"].as_str().unwrap(); // newest first: prices[0] is deactivated second
+    let first = prices[1]["stripePriceId"].as_str().unwrap();
+    env.stripe
+        .inject_fault(Fault::new(format!("POST /v1/prices/{second}"), 500).with_times(2));
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &item(&env, "products", &product["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    // Still ours; what Stripe deactivated is inactive here too; nothing else changed.
+    let (status, body) = env
+        .call(Method::GET, &item(&env, "products", &product["id"]), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["product"]["isActive"], true);
+    assert_eq!(
+        env.stripe
+            .product(product["stripeProductId"].as_str().unwrap())
+            .unwrap()["active"],
+        true
+    );
+    for price in &prices {
+        let stripe_active = env
+            .stripe
+            .price(price["stripePriceId"].as_str().unwrap())
+            .unwrap()["active"]
+            .clone();
+        let (_, ours) = env
+            .call(Method::GET, &item(&env, "prices", &price["id"]), None)
+            .await;
+        assert_eq!(
+            ours["price"]["isActive"], stripe_active,
+            "our record matches Stripe"
+        );
+    }
+    assert_eq!(env.stripe.price(first).unwrap()["active"], false);
+    // A product being deleted takes no new price.
+    let body =
+        json!({"productId": product_id, "unitAmount": 1, "currency": "usd", "interval": "month"});
+    let (status, _) = env
+        .call(Method::POST, &env.path("prices"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &item(&env, "products", &product["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        env.stripe
+            .product(product["stripeProductId"].as_str().unwrap())
+            .unwrap()["active"],
+        false
+    );
+    assert_eq!(env.stripe.price(second).unwrap()["active"], false);
+    assert!(
+        env.store
+            .get_product(&env.project.id, product_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        env.store
+            .prices_of_product(&env.project.id, product_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn create_failures_half_way_leave_nothing_and_a_retry_succeeds() {
+    let env = TestEnv::new().await;
+    // Stripe fails: nothing anywhere.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/products", 500).with_times(2));
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "A"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(env.stripe.products().is_empty());
+
+    // Stripe answered but our write fails: the Stripe product is removed again.
+    env.dynamo.fail_next("PutItem", 3);
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "A"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        env.stripe.products().is_empty(),
+        "{:?}",
+        env.stripe.products()
+    );
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("products")),
+            None,
+        )
+        .await;
+    assert_eq!(list["products"], json!([]));
+
+    // A lost Stripe response is retried with the same key: one product.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/products", 500).with_timing(FaultTiming::AfterApply));
+    let product = create_product(&env, json!({"name": "A"})).await;
+    assert_eq!(env.stripe.products().len(), 1);
+    assert_eq!(env.stripe.products()[0]["id"], product["stripeProductId"]);
+}
+
+#[tokio::test]
+async fn products_scopes_cover_products_and_prices_but_not_customers() {
+    let env = TestEnv::new().await;
+    let key = |scopes: &[&str]| NewApiKey {
+        name: "k".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let (_, read) = env.key_with(key(&["products:read"])).await;
+    let (_, write) = env.key_with(key(&["products:write"])).await;
+    let (_, customers) = env.key_with(key(&["customers:write"])).await;
+
+    let (status, created) = env
+        .call_as(
+            Some(&write),
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "S"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let product_id = created["product"]["id"].clone();
+    let price_body =
+        json!({"productId": product_id, "unitAmount": 5, "currency": "usd", "type": "one_time"});
+    let (status, _) = env
+        .call_as(
+            Some(&write),
+            Method::POST,
+            &env.path("prices"),
+            Some(price_body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for resource in ["products", "prices"] {
+        let (status, _) = env
+            .call_as(Some(&read), Method::GET, &env.path(resource), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{resource}");
+        let (status, _) = env
+            .call_as(Some(&write), Method::GET, &env.path(resource), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{resource}");
+        let (status, _) = env
+            .call_as(Some(&customers), Method::GET, &env.path(resource), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{resource}");
+    }
+    let (status, _) = env
+        .call_as(
+            Some(&read),
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "no"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = env
+        .call_as(
+            Some(&read),
+            Method::POST,
+            &env.path("prices"),
+            Some(price_body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = env
+        .call_as(
+            Some(&read),
+            Method::DELETE,
+            &item(&env, "products", &product_id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(env.stripe.products().len(), 1);
+}
