@@ -1,7 +1,7 @@
 //! What every handler works with: built once per process and passed by reference.
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, StripeSecret};
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::stripe::StripeGateway;
@@ -24,12 +24,22 @@ impl App {
 
     /// Builds the clients from `config`.
     pub async fn from_config(config: &Config) -> Result<Self, ApiError> {
-        let store = Store::connect(&config.table_name, config.dynamodb_endpoint.as_deref()).await;
-        let stripe = StripeGateway::new(
-            &config.stripe_secret_key,
-            config.stripe_api_base.as_deref(),
-            config.stripe_timeout,
-        )?;
+        let endpoint = config.dynamodb_endpoint.as_deref();
+        let sdk = crate::store::aws_settings(endpoint.is_some()).await;
+        let store = Store::with_config(&sdk, &config.table_name, endpoint);
+        let stripe = match &config.stripe_secret {
+            StripeSecret::Key(key) => StripeGateway::new(
+                key,
+                config.stripe_api_base.as_deref(),
+                config.stripe_timeout,
+            )?,
+            StripeSecret::SsmParameter(name) => StripeGateway::from_ssm_parameter(
+                aws_sdk_ssm::Client::new(&sdk),
+                name,
+                config.stripe_api_base.as_deref(),
+                config.stripe_timeout,
+            ),
+        };
         Ok(Self::new(store, stripe, config))
     }
 }

@@ -9,8 +9,9 @@ pub struct Config {
     pub table_name: String,
     /// `DYNAMODB_ENDPOINT`: DynamoDB Local's URL; unset for AWS.
     pub dynamodb_endpoint: Option<String>,
-    /// `STRIPE_SECRET_KEY`.
-    pub stripe_secret_key: String,
+    /// `STRIPE_SECRET_KEY`, or `STRIPE_SECRET_PARAM`: the name of an SSM SecureString
+    /// parameter holding it (read at the first Stripe call, never at init).
+    pub stripe_secret: StripeSecret,
     /// `STRIPE_API_BASE`: the emulator's URL; unset for api.stripe.com.
     pub stripe_api_base: Option<String>,
     /// `STRIPE_TIMEOUT_MS` (default 8000): bound on each Stripe attempt.
@@ -25,11 +26,27 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("table_name", &self.table_name)
             .field("dynamodb_endpoint", &self.dynamodb_endpoint)
-            .field("stripe_secret_key", &"<redacted>")
+            .field("stripe_secret", &self.stripe_secret)
             .field("stripe_api_base", &self.stripe_api_base)
             .field("stripe_timeout", &self.stripe_timeout)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .finish()
+    }
+}
+
+/// Where the Stripe secret key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StripeSecret {
+    Key(String),
+    SsmParameter(String),
+}
+
+impl std::fmt::Debug for StripeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StripeSecret::Key(_) => f.write_str("Key(<redacted>)"),
+            StripeSecret::SsmParameter(name) => write!(f, "SsmParameter({name})"),
+        }
     }
 }
 
@@ -54,17 +71,22 @@ impl Config {
     /// Reads the environment; an error names the variable that is missing or wrong.
     pub fn from_env() -> Result<Self, String> {
         let table_name = var("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
-        let stripe_secret_key = var("STRIPE_SECRET_KEY").ok_or("STRIPE_SECRET_KEY is not set")?;
-        if !stripe_secret_key.starts_with("sk_") && !stripe_secret_key.starts_with("rk_") {
-            return Err(
-                "STRIPE_SECRET_KEY must be a Stripe secret key (sk_...) or restricted key (rk_...)"
-                    .into(),
-            );
-        }
+        let stripe_secret = match (var("STRIPE_SECRET_KEY"), var("STRIPE_SECRET_PARAM")) {
+            (Some(key), _) if key.starts_with("sk_") || key.starts_with("rk_") => {
+                StripeSecret::Key(key)
+            }
+            (Some(_), _) => {
+                return Err("STRIPE_SECRET_KEY must be a Stripe secret key (sk_...) or restricted key (rk_...)".into());
+            }
+            (None, Some(name)) => StripeSecret::SsmParameter(name),
+            (None, None) => {
+                return Err("set STRIPE_SECRET_KEY, or STRIPE_SECRET_PARAM (an SSM SecureString parameter name)".into());
+            }
+        };
         Ok(Self {
             table_name,
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
-            stripe_secret_key,
+            stripe_secret,
             stripe_api_base: var("STRIPE_API_BASE"),
             stripe_timeout: Duration::from_millis(number(
                 "STRIPE_TIMEOUT_MS",

@@ -126,9 +126,17 @@ pub fn sorted(metadata: &Option<HashMap<String, String>>) -> Vec<(&String, &Stri
     pairs
 }
 
-#[derive(Clone)]
 pub struct StripeGateway {
-    client: Client,
+    client: tokio::sync::OnceCell<Client>,
+    /// Where to read the key at the first call, when it was not given at start-up.
+    pending: Option<PendingKey>,
+}
+
+struct PendingKey {
+    ssm: aws_sdk_ssm::Client,
+    parameter: String,
+    api_base: Option<String>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for StripeGateway {
@@ -171,6 +179,24 @@ pub fn stripe_error(err: StripeError) -> ApiError {
     }
 }
 
+fn build_client(
+    secret_key: &str,
+    api_base: Option<&str>,
+    timeout: Duration,
+) -> Result<Client, ApiError> {
+    let mut builder = ClientBuilder::new(secret_key).timeout(timeout).app_info(
+        "BillStack",
+        Some(env!("CARGO_PKG_VERSION").to_owned()),
+        None,
+    );
+    if let Some(base) = api_base {
+        builder = builder.url(base);
+    }
+    builder
+        .build()
+        .map_err(|e| ApiError::internal(format!("stripe client: {e}")))
+}
+
 fn transient(err: &StripeError) -> bool {
     match err {
         StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
@@ -191,18 +217,60 @@ impl StripeGateway {
         api_base: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, ApiError> {
-        let mut builder = ClientBuilder::new(secret_key).timeout(timeout).app_info(
-            "BillStack",
-            Some(env!("CARGO_PKG_VERSION").to_owned()),
-            None,
-        );
-        if let Some(base) = api_base {
-            builder = builder.url(base);
+        Ok(Self {
+            client: tokio::sync::OnceCell::new_with(Some(build_client(
+                secret_key, api_base, timeout,
+            )?)),
+            pending: None,
+        })
+    }
+
+    /// A gateway whose key is an SSM SecureString parameter, read at the first call (so
+    /// the cold start does not wait for it, and reads never do).
+    pub fn from_ssm_parameter(
+        ssm: aws_sdk_ssm::Client,
+        parameter: &str,
+        api_base: Option<&str>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client: tokio::sync::OnceCell::new(),
+            pending: Some(PendingKey {
+                ssm,
+                parameter: parameter.to_owned(),
+                api_base: api_base.map(str::to_owned),
+                timeout,
+            }),
         }
-        let client = builder
-            .build()
-            .map_err(|e| ApiError::internal(format!("stripe client: {e}")))?;
-        Ok(Self { client })
+    }
+
+    async fn client(&self) -> Result<&Client, ApiError> {
+        self.client
+            .get_or_try_init(|| async {
+                let pending = self
+                    .pending
+                    .as_ref()
+                    .ok_or_else(|| ApiError::internal("stripe gateway has no key"))?;
+                let out = pending
+                    .ssm
+                    .get_parameter()
+                    .name(&pending.parameter)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ApiError::internal(format!(
+                            "reading the Stripe key from SSM parameter {}: {}",
+                            pending.parameter,
+                            aws_sdk_ssm::error::DisplayErrorContext(&e)
+                        ))
+                    })?;
+                let key = out.parameter.and_then(|p| p.value).ok_or_else(|| {
+                    ApiError::internal(format!("SSM parameter {} has no value", pending.parameter))
+                })?;
+                build_client(key.trim(), pending.api_base.as_deref(), pending.timeout)
+            })
+            .await
     }
 
     /// Runs `request` with our retry policy: up to [`ATTEMPTS`] tries on a transient failure,
@@ -233,13 +301,11 @@ impl StripeGateway {
     /// Stripe customers with exactly this email (Stripe's filter is case-sensitive), newest
     /// first, at most 100.
     pub async fn customers_by_email(&self, email: &str) -> Result<Vec<StripeCustomer>, ApiError> {
+        let client = self.client().await?;
         let request = ListCustomer::new().email(email).limit(100);
         let list = self
             .call(None, |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(list.data.into_iter().map(StripeCustomer::from).collect())
@@ -252,16 +318,14 @@ impl StripeGateway {
         metadata: HashMap<String, String>,
         idempotency_key: &str,
     ) -> Result<StripeCustomer, ApiError> {
+        let client = self.client().await?;
         let mut request = CreateCustomer::new().email(email).metadata(metadata);
         if let Some(name) = name {
             request = request.name(name);
         }
         let customer = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(customer.into())
@@ -273,6 +337,7 @@ impl StripeGateway {
         changes: &CustomerChanges,
         idempotency_key: &str,
     ) -> Result<StripeCustomer, ApiError> {
+        let client = self.client().await?;
         let mut request = UpdateCustomer::new(id);
         if let Some(email) = &changes.email {
             request = request.email(email);
@@ -286,10 +351,7 @@ impl StripeGateway {
         }
         let customer = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(customer.into())
@@ -304,16 +366,14 @@ impl StripeGateway {
         metadata: HashMap<String, String>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
+        let client = self.client().await?;
         let mut request = CreateProduct::new(name).metadata(metadata);
         if let Some(description) = description {
             request = request.description(description);
         }
         let product = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(product.into())
@@ -325,6 +385,7 @@ impl StripeGateway {
         changes: &ProductChanges,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
+        let client = self.client().await?;
         let mut request = UpdateProduct::new(id);
         if let Some(name) = &changes.name {
             request = request.name(name);
@@ -340,10 +401,7 @@ impl StripeGateway {
         }
         let product = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(product.into())
@@ -351,12 +409,10 @@ impl StripeGateway {
 
     /// Deletes a product that has no prices (undoing a create whose write failed).
     pub async fn delete_product(&self, id: &str) -> Result<(), ApiError> {
+        let client = self.client().await?;
         let request = DeleteProduct::new(id);
         self.call(None, |strategy| {
-            request
-                .customize()
-                .request_strategy(strategy)
-                .send(&self.client)
+            request.customize().request_strategy(strategy).send(client)
         })
         .await
         .map(|_| ())
@@ -367,6 +423,7 @@ impl StripeGateway {
         new: &NewStripePrice<'_>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
+        let client = self.client().await?;
         let currency: stripe_types::Currency =
             new.currency.parse().unwrap_or_else(|never| match never {});
         let mut request = CreatePrice::new(currency)
@@ -386,10 +443,7 @@ impl StripeGateway {
         }
         let price = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(price.into())
@@ -403,6 +457,7 @@ impl StripeGateway {
         metadata: Option<HashMap<String, String>>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
+        let client = self.client().await?;
         let mut request = UpdatePrice::new(id);
         if let Some(active) = active {
             request = request.active(active);
@@ -412,10 +467,7 @@ impl StripeGateway {
         }
         let price = self
             .call(Some(idempotency_key), |strategy| {
-                request
-                    .customize()
-                    .request_strategy(strategy)
-                    .send(&self.client)
+                request.customize().request_strategy(strategy).send(client)
             })
             .await?;
         Ok(price.into())

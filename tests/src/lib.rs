@@ -8,7 +8,7 @@ use std::time::Duration;
 use billstack::App;
 use billstack::admin::{self, NewApiKey};
 use billstack::auth::ApiKeyRecord;
-use billstack::config::Config;
+use billstack::config::{Config, StripeSecret};
 use billstack::lambda_http::{Body, Request};
 use billstack::model::{Project, Team};
 use billstack::store::Store;
@@ -78,7 +78,7 @@ pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
     Config {
         table_name: TABLE.to_owned(),
         dynamodb_endpoint: None,
-        stripe_secret_key: "sk_test_billstack_tests".to_owned(),
+        stripe_secret: StripeSecret::Key("sk_test_billstack_tests".to_owned()),
         stripe_api_base: Some(stripe_url.to_owned()),
         stripe_timeout: Duration::from_secs(5),
         auth_cache_ttl,
@@ -104,7 +104,7 @@ impl TestEnv {
             .expect("start stripe emulator");
         let config = config(&stripe.url(), ttl);
         let gateway = StripeGateway::new(
-            &config.stripe_secret_key,
+            "sk_test_billstack_tests",
             config.stripe_api_base.as_deref(),
             config.stripe_timeout,
         )

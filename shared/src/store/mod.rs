@@ -71,6 +71,29 @@ where
     }
 }
 
+/// The AWS settings of the environment. For a local DynamoDB, which accepts anything, a
+/// region and credentials are filled in when the environment has none.
+pub async fn aws_settings(local: bool) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if local {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "billstack-local",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
+}
+
 fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.code() == Some("ConditionalCheckFailedException")
 }
@@ -118,27 +141,20 @@ impl Store {
     /// A client for `endpoint` (DynamoDB Local) or, with `None`, for the AWS settings of the
     /// environment (the Lambda role, a profile, ...).
     pub async fn connect(table: impl Into<String>, endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        Self::with_config(&aws_settings(endpoint.is_some()).await, table, endpoint)
+    }
+
+    /// A store on `sdk` settings, with DynamoDB at `endpoint` if given.
+    pub fn with_config(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        endpoint: Option<&str>,
+    ) -> Self {
+        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
         if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-            // DynamoDB Local accepts any credentials and region; don't require real ones.
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "billstack-local",
-                ));
-            }
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
-                loader = loader.region(aws_config::Region::new("us-east-1"));
-            }
+            config = config.endpoint_url(endpoint);
         }
-        let config = loader.load().await;
-        Self::new(Client::new(&config), table)
+        Self::new(Client::from_conf(config.build()), table)
     }
 
     pub fn table(&self) -> &str {

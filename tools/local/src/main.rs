@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use billstack::App;
 use billstack::admin::{self, NewApiKey};
-use billstack::config::{Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS};
+use billstack::config::{
+    Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS, StripeSecret,
+};
 use billstack::http::init_tracing;
 use billstack::store::Store;
 use billstack::stripe::StripeGateway;
@@ -76,7 +78,7 @@ async fn run() -> Result<(), String> {
     let config = Config {
         table_name: table.clone(),
         dynamodb_endpoint: Some(endpoint.clone()),
-        stripe_secret_key: stripe_key,
+        stripe_secret: StripeSecret::Key(stripe_key.clone()),
         stripe_api_base: stripe_base,
         stripe_timeout: Duration::from_millis(DEFAULT_STRIPE_TIMEOUT_MS),
         auth_cache_ttl: Duration::from_secs(DEFAULT_AUTH_CACHE_TTL_SECS),
@@ -87,7 +89,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let stripe = StripeGateway::new(
-        &config.stripe_secret_key,
+        &stripe_key,
         config.stripe_api_base.as_deref(),
         config.stripe_timeout,
     )
