@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::routing::{Route, route};
+use crate::routing::{Action, Route, route};
+use crate::store::IdempotencyClaim;
+use sha2::{Digest, Sha256};
 
 /// A routed, authenticated request, as a handler sees it.
 pub struct ApiRequest {
@@ -90,6 +92,84 @@ fn json_response(status: StatusCode, body: String, retry_after: Option<u32>) -> 
     response
 }
 
+/// A response on its way out.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: StatusCode,
+    body: String,
+    replayed: bool,
+}
+
+impl From<ApiResponse> for Answer {
+    fn from(response: ApiResponse) -> Self {
+        Self {
+            status: response.status,
+            body: response.body.to_string(),
+            replayed: false,
+        }
+    }
+}
+
+struct Claim {
+    key: String,
+    replay: Option<Answer>,
+}
+
+/// Checks a client's `Idempotency-Key` on a create: the first use runs, a retry of the
+/// same request replays the first answer, the same key with another request is refused.
+async fn claim_key(app: &App, route: &Route, key: &str, body: &[u8]) -> Result<Claim, ApiError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(route.name().as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    let fingerprint: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let claim = app
+        .store
+        .claim_idempotency_key(
+            &route.project_id,
+            key,
+            &fingerprint,
+            crate::clock::now_epoch(),
+        )
+        .await?;
+    let replay = match claim {
+        IdempotencyClaim::Claimed => None,
+        IdempotencyClaim::Replay { status, body } => Some(Answer {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            body,
+            replayed: true,
+        }),
+        IdempotencyClaim::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_error",
+                "This Idempotency-Key was already used with another request; use a new key for a new request",
+            )
+            .with_param("Idempotency-Key"));
+        }
+        IdempotencyClaim::InProgress => {
+            return Err(ApiError::conflict(
+                "idempotency_in_progress",
+                "A request with this Idempotency-Key is still in progress; retry shortly",
+            ));
+        }
+    };
+    Ok(Claim {
+        key: key.to_owned(),
+        replay,
+    })
+}
+
 /// Serves one request with `handler`, which answers the routes of its resources (and 404s
 /// the others). Authentication and authorization happen here, before the handler runs.
 pub async fn serve<H, Fut>(app: &App, request: Request, handler: H) -> Response<Body>
@@ -128,23 +208,58 @@ where
                 route.action.access(),
             )
             .await?;
+        let idempotency_key = header(headers, "idempotency-key").map(str::to_owned);
+        let body = request.body().as_ref().to_vec();
+        let claim = match (&idempotency_key, route.action) {
+            (Some(key), Action::Create) => Some(claim_key(app, &route, key, &body).await?),
+            _ => None,
+        };
+        if let Some(replay) = claim.as_ref().and_then(|c| c.replay.clone()) {
+            return Ok(replay);
+        }
+        let project_id = route.project_id.clone();
         let api_request = ApiRequest {
             principal,
             query: request.uri().query().map(str::to_owned),
-            idempotency_key: header(headers, "idempotency-key").map(str::to_owned),
-            body: request.body().as_ref().to_vec(),
+            idempotency_key,
+            body,
             route,
         };
-        handler(api_request).await
+        let result = handler(api_request).await.map(Answer::from);
+        if let Some(claim) = claim {
+            match &result {
+                // Only answers of a request that ran to its end are kept, as Stripe does.
+                Ok(answer) => {
+                    app.store
+                        .complete_idempotency_key(
+                            &project_id,
+                            &claim.key,
+                            answer.status.as_u16(),
+                            &answer.body,
+                        )
+                        .await?
+                }
+                Err(_) => {
+                    app.store
+                        .release_idempotency_key(&project_id, &claim.key)
+                        .await
+                }
+            }
+        }
+        result
     }
     .await;
 
     let (status, response, error_code) = match result {
-        Ok(ok) => (
-            ok.status,
-            json_response(ok.status, ok.body.to_string(), None),
-            None,
-        ),
+        Ok(ok) => {
+            let mut response = json_response(ok.status, ok.body, None);
+            if ok.replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            (ok.status, response, None)
+        }
         Err(err) => (
             err.status,
             json_response(err.status, err.body_json(), err.retry_after),

@@ -194,9 +194,27 @@ impl TestEnv {
         path: &str,
         body: Option<String>,
     ) -> (StatusCode, Value) {
+        let (status, _, body) = self
+            .call_with_headers(authorization, &[], method, path, body)
+            .await;
+        (status, body)
+    }
+
+    /// Sends a request with extra headers; answers the response headers too.
+    pub async fn call_with_headers(
+        &self,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
         let mut builder = http::Request::builder().method(method).uri(path);
         if let Some(auth) = authorization {
             builder = builder.header("authorization", auth);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
@@ -204,12 +222,18 @@ impl TestEnv {
         let request: Request = builder
             .body(body.map_or(Body::Empty, Body::Text))
             .expect("request");
-        send(&self.app, request).await
+        send_full(&self.app, request).await
     }
 }
 
 /// Serves a `lambda_http` request and reads the JSON answer.
 pub async fn send(app: &App, request: Request) -> (StatusCode, Value) {
+    let (status, _, body) = send_full(app, request).await;
+    (status, body)
+}
+
+/// Serves a `lambda_http` request; answers status, headers and the JSON body.
+pub async fn send_full(app: &App, request: Request) -> (StatusCode, http::HeaderMap, Value) {
     let response = billstack_local::dispatch(app, request).await;
     let status = response.status();
     assert_eq!(
@@ -225,7 +249,7 @@ pub async fn send(app: &App, request: Request) -> (StatusCode, Value) {
         Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
         _ => Value::Null,
     };
-    (status, body)
+    (status, response.headers().clone(), body)
 }
 
 pub fn project_path(team_id: &str, project_id: &str, resource: &str) -> String {

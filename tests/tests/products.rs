@@ -598,3 +598,67 @@ async fn products_scopes_cover_products_and_prices_but_not_customers() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(env.stripe.products().len(), 1);
 }
+
+#[tokio::test]
+async fn a_retried_create_with_an_idempotency_key_gets_the_same_product() {
+    let env = TestEnv::new().await;
+    let auth = format!("Bearer {}", env.key);
+    let body = json!({"name": "Once"}).to_string();
+    let send = |key: &'static str, body: String| {
+        let (auth, path) = (auth.clone(), env.path("products"));
+        let env = &env;
+        async move {
+            env.call_with_headers(
+                Some(&auth),
+                &[("idempotency-key", key)],
+                Method::POST,
+                &path,
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // The first try fails in Stripe: nothing is kept for the key, so the retry runs.
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/products", 500).with_times(2));
+    let (status, _, _) = send("order-42", body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    let (status, headers, first) = send("order-42", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (status, headers, again) = send("order-42", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(again, first, "the same product, replayed");
+    assert_eq!(env.stripe.products().len(), 1);
+    let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
+    assert_eq!(list["products"].as_array().unwrap().len(), 1);
+
+    // The same key with another request is refused; a new key makes a new product.
+    let (status, _, refused) = send("order-42", json!({"name": "Other"}).to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["code"], "idempotency_error");
+    let (status, _, other) = send("order-43", body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(other["product"]["id"], first["product"]["id"]);
+
+    let long = "k".repeat(256);
+    let (status, _, answer) = env
+        .call_with_headers(
+            Some(&auth),
+            &[("idempotency-key", long.as_str())],
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "x"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["param"], "Idempotency-Key");
+}

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod customers;
+mod idempotency;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::input::Page;
 use crate::model::{Project, Team};
 
 pub use customers::EmailReservation;
+pub use idempotency::IdempotencyClaim;
 
 pub type Item = HashMap<String, AttributeValue>;
 

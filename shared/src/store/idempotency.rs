@@ -1,0 +1,152 @@
+//! Client idempotency keys (`Idempotency-Key` on a create), as Stripe has them: the first
+//! answer is kept for 24 hours and replayed to a retry with the same key and request; the
+//! same key with another request is refused.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s};
+use crate::error::ApiError;
+
+/// How long an answer is kept (the table's TTL attribute `expiresAt` removes it after).
+pub const KEEP_SECS: i64 = 24 * 3600;
+/// A claim left by a crashed invocation may be taken over after this.
+const STALE_SECS: i64 = 120;
+
+/// What the store knows of a key when a request arrives with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: the request runs.
+    Claimed,
+    /// Answered before: replay this status and body.
+    Replay { status: u16, body: String },
+    /// Used with another request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InProgress,
+}
+
+fn key(project_id: &str, idempotency_key: &str) -> (String, String) {
+    (
+        keys::project_partition(project_id),
+        format!("IDEMPOTENCY#{idempotency_key}"),
+    )
+}
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+impl Store {
+    /// Claims `idempotency_key` for a request whose fingerprint is `fingerprint`, or says
+    /// what became of its earlier use.
+    pub async fn claim_idempotency_key(
+        &self,
+        project_id: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<IdempotencyClaim, ApiError> {
+        let (pk, sk) = key(project_id, idempotency_key);
+        let item: Item = [
+            (keys::PK.to_owned(), s(pk)),
+            (keys::SK.to_owned(), s(sk)),
+            (keys::ENTITY.to_owned(), s("idempotency_key")),
+            ("state".to_owned(), s("pending")),
+            ("fingerprint".to_owned(), s(fingerprint)),
+            ("claimedAt".to_owned(), n(now)),
+            ("expiresAt".to_owned(), n(now + KEEP_SECS)),
+        ]
+        .into();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expiresAt < :now OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":fp", s(fingerprint))
+            .expression_attribute_values(":stale", n(now - STALE_SECS))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        let existing = match result {
+            Ok(_) => return Ok(IdempotencyClaim::Claimed),
+            Err(err) if is_conditional_failure(&err) => match err.into_service_error() {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e) => {
+                    e.item.unwrap_or_default()
+                }
+                _ => Item::new(),
+            },
+            Err(err) => return Err(dynamo_error(err)),
+        };
+        if text(&existing, "fingerprint").as_deref() != Some(fingerprint) {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        match (
+            text(&existing, "state").as_deref(),
+            number(&existing, "status"),
+            text(&existing, "body"),
+        ) {
+            (Some("done"), Some(status), Some(body)) => Ok(IdempotencyClaim::Replay {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            }),
+            _ => Ok(IdempotencyClaim::InProgress),
+        }
+    }
+
+    /// Keeps the answer to replay for the key's lifetime.
+    pub async fn complete_idempotency_key(
+        &self,
+        project_id: &str,
+        idempotency_key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), ApiError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key(project_id, idempotency_key))))
+            .update_expression("SET #state = :done, #status = :status, body = :body")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":status", n(status))
+            .expression_attribute_values(":body", AttributeValue::S(body.to_owned()))
+            .send()
+            .await
+            .map_err(dynamo_error)?;
+        Ok(())
+    }
+
+    /// Gives a claim up (the request failed on our side), so a retry runs again.
+    pub async fn release_idempotency_key(&self, project_id: &str, idempotency_key: &str) {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key(project_id, idempotency_key))))
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s("pending"))
+            .send()
+            .await;
+        if let Err(err) = result
+            && !is_conditional_failure(&err)
+        {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err), "could not release an idempotency key; it will go stale");
+        }
+    }
+}
