@@ -146,6 +146,8 @@ impl DynamoDbLocal {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            // It writes a metadata file into its working directory, even in memory.
+            .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
