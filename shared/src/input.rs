@@ -241,6 +241,19 @@ pub fn stripe_metadata_replacing<'a>(
     params
 }
 
+/// Keys a Stripe object holds beyond `wanted` and ours (set in Stripe behind our back),
+/// as the `""` values that unset them: what makes "metadata replaces" exact.
+pub fn unwanted_stripe_keys(
+    in_stripe: &HashMap<String, String>,
+    wanted: &Metadata,
+) -> HashMap<String, String> {
+    in_stripe
+        .keys()
+        .filter(|k| !wanted.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str()))
+        .map(|k| (k.clone(), String::new()))
+        .collect()
+}
+
 /// Trims and lowercases an email and checks that it looks like one: a local part and a
 /// dotted domain of letters, digits and hyphens, within the lengths mail allows.
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
@@ -423,6 +436,21 @@ mod tests {
         assert_eq!(params.get("old").map(String::as_str), Some(""));
         assert_eq!(params.get("project_id").map(String::as_str), Some("proj_1"));
         assert_eq!(params.len(), 3);
+    }
+
+    #[test]
+    fn unwanted_keys_are_those_beyond_the_wanted_and_ours() {
+        let in_stripe: HashMap<String, String> =
+            [("plan", "pro"), ("external", "x"), ("project_id", "p")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let wanted: Metadata = [("plan".to_owned(), "pro".to_owned())].into();
+        let unset = unwanted_stripe_keys(&in_stripe, &wanted);
+        assert_eq!(
+            unset,
+            HashMap::from([("external".to_owned(), String::new())])
+        );
     }
 
     #[test]

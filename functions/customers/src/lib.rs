@@ -2,16 +2,14 @@
 //! in Stripe and in our table. The Lambda, the local server and the tests all call
 //! [`handle`].
 
-use std::collections::HashMap;
-
 use billstack::App;
 use billstack::clock;
 use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
-    self, DEFAULT_LIMIT, Metadata, Page, Query, RESERVED_METADATA_KEYS, json_body, nullable,
-    stripe_metadata_replacing, validate_metadata,
+    self, DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
+    unwanted_stripe_keys, validate_metadata,
 };
 use billstack::model::Customer;
 use billstack::routing::{Action, Resource};
@@ -319,14 +317,7 @@ async fn push_to_stripe(app: &App, current: &Customer, next: &Customer) -> Resul
         .update_customer(&current.stripe_customer_id, &changes, &key)
         .await?;
     if changes.metadata.is_some() {
-        let extra: HashMap<String, String> = updated
-            .metadata
-            .keys()
-            .filter(|k| {
-                !next.metadata.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str())
-            })
-            .map(|k| (k.clone(), String::new()))
-            .collect();
+        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
         if !extra.is_empty() {
             let cleanup = CustomerChanges {
                 metadata: Some(extra),

@@ -2,7 +2,6 @@
 //! Stripe and in our table. A price's amount, currency and interval never change (as in
 //! Stripe): only `isActive` and `metadata` can.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use billstack::App;
@@ -11,7 +10,7 @@ use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
-    Metadata, Page, Query, RESERVED_METADATA_KEYS, json_body, nullable, stripe_metadata_replacing,
+    Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing, unwanted_stripe_keys,
     validate_metadata,
 };
 use billstack::model::{Interval, Price, PriceType};
@@ -388,14 +387,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         .update_price(&current.stripe_price_id, active, metadata.clone(), &key)
         .await?;
     if metadata.is_some() {
-        let extra: HashMap<String, String> = updated
-            .metadata
-            .keys()
-            .filter(|k| {
-                !next.metadata.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str())
-            })
-            .map(|k| (k.clone(), String::new()))
-            .collect();
+        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
         if !extra.is_empty() {
             app.stripe
                 .update_price(

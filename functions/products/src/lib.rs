@@ -8,8 +8,8 @@ use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
-    self, Metadata, Page, Query, RESERVED_METADATA_KEYS, json_body, nullable,
-    stripe_metadata_replacing, validate_metadata,
+    self, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
+    unwanted_stripe_keys, validate_metadata,
 };
 use billstack::model::Product;
 use billstack::routing::{Action, Resource};
@@ -259,14 +259,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         .await?;
     // Keys set in Stripe behind our back go too: metadata replaces.
     if changes.metadata.is_some() {
-        let extra: std::collections::HashMap<String, String> = updated
-            .metadata
-            .keys()
-            .filter(|k| {
-                !next.metadata.contains_key(*k) && !RESERVED_METADATA_KEYS.contains(&k.as_str())
-            })
-            .map(|k| (k.clone(), String::new()))
-            .collect();
+        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
         if !extra.is_empty() {
             let cleanup = ProductChanges {
                 metadata: Some(extra),

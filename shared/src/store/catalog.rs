@@ -330,22 +330,7 @@ impl Store {
 
     /// Deletes a price; `false` if it was not there.
     pub async fn delete_price(&self, price: &Price) -> Result<bool, ApiError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(keys::object(
-                &price.project_id,
-                keys::PRICE,
-                &price.id,
-            ))))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo_error(err)),
-        }
+        self.delete_existing(keys::object(&price.project_id, keys::PRICE, &price.id))
+            .await
     }
 }

@@ -250,28 +250,13 @@ impl Store {
             Err(err) if cancelled_by_condition(&err) => {
                 // Either the customer is gone already, or its email item is missing; in the
                 // latter case still delete the customer so it cannot linger.
-                Ok(self.delete_customer_item(customer).await?)
+                self.delete_existing(keys::object(
+                    &customer.project_id,
+                    keys::CUSTOMER,
+                    &customer.id,
+                ))
+                .await
             }
-            Err(err) => Err(dynamo_error(err)),
-        }
-    }
-
-    async fn delete_customer_item(&self, customer: &Customer) -> Result<bool, ApiError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(keys::object(
-                &customer.project_id,
-                keys::CUSTOMER,
-                &customer.id,
-            ))))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
             Err(err) => Err(dynamo_error(err)),
         }
     }

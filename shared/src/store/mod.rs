@@ -261,6 +261,23 @@ impl Store {
         }
     }
 
+    /// Deletes an item if it exists; `false` if it did not.
+    pub(crate) async fn delete_existing(&self, key: (String, String)) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo_error(err)),
+        }
+    }
+
     pub async fn put_team(&self, team: &Team) -> Result<(), ApiError> {
         let item = to_item(team, keys::team(&team.id), "team")?;
         if self.put_new(item).await? {
