@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s};
 use crate::error::ApiError;
 
-/// How long an answer is kept (the table's TTL attribute `expiresAt` removes it after).
+/// How long an answer is kept (the table's TTL attribute `ttl` removes it after; not
+/// `expiresAt`, which API key records use for their own expiry).
 pub const KEEP_SECS: i64 = 24 * 3600;
 /// A claim left by a crashed invocation may be taken over after this.
 const STALE_SECS: i64 = 120;
@@ -60,7 +61,7 @@ impl Store {
             ("state".to_owned(), s("pending")),
             ("fingerprint".to_owned(), s(fingerprint)),
             ("claimedAt".to_owned(), n(now)),
-            ("expiresAt".to_owned(), n(now + KEEP_SECS)),
+            ("ttl".to_owned(), n(now + KEEP_SECS)),
         ]
         .into();
         let result = self
@@ -69,9 +70,10 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(
-                "attribute_not_exists(pk) OR expiresAt < :now OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
+                "attribute_not_exists(pk) OR #ttl < :now OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
             )
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":fp", s(fingerprint))
