@@ -34,7 +34,7 @@ const USAGE: &str = "usage: cargo run --release -p billstack-bench -- [options]
   --functions A,B      only these functions of the spec (default: every one in the checkout)
   --cold-starts N      cold starts per binary (default 20)
   --invocations N      measured warm invocations per kind (default 200)
-  --warmup N           unmeasured warm invocations per kind first (default 20)
+  --warmup N           unmeasured warm invocations per kind first (default 50)
   --memory MB          AWS_LAMBDA_FUNCTION_MEMORY_SIZE given to the functions (default 128)
   --lever-calls N      calls per Stripe transport in lever (b) (default 100)
   --stripe-rtt-ms N    round trip added in lever (b)'s second series; 0 = none (default 10)
@@ -81,7 +81,7 @@ fn parse_args(args: &[String], root: &Path) -> Result<Options, String> {
         cold_starts: 20,
         counts: Counts {
             invocations: 200,
-            warmup: 20,
+            warmup: 50,
             memory_mb: 128,
         },
         lever_calls: 100,

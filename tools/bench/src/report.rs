@@ -62,21 +62,15 @@ impl Zip {
         }
     }
 
-    fn bytes(&self) -> Option<u64> {
+    /// MiB, checked against `limit_mib` if there is one.
+    fn describe(&self, limit_mib: Option<f64>) -> String {
+        let size = |b: u64| {
+            let mib = b as f64 / 1024.0 / 1024.0;
+            limit_mib.map_or(format!("{mib:.2}"), |limit| check(mib, limit, 2))
+        };
         match self {
-            Zip::Arm64(b) | Zip::HostApprox(b) => Some(*b),
-            Zip::Unavailable(_) => None,
-        }
-    }
-
-    fn describe(&self, limit_mb: f64) -> String {
-        let mb = |b: u64| b as f64 / 1024.0 / 1024.0;
-        match self {
-            Zip::Arm64(b) => format!("{} arm64", check(mb(*b), limit_mb, 2)),
-            Zip::HostApprox(b) => format!(
-                "{} x86_64 (arm64 not built; approximation)",
-                check(mb(*b), limit_mb, 2)
-            ),
+            Zip::Arm64(b) => format!("{} arm64", size(*b)),
+            Zip::HostApprox(b) => format!("{} x86_64 (arm64 not built; approximation)", size(*b)),
             Zip::Unavailable(e) => format!("n/a ({e})"),
         }
     }
@@ -344,7 +338,7 @@ impl Report {
                 stripe,
                 latency,
                 rss,
-                f.zip.describe(zip_limit),
+                f.zip.describe(Some(zip_limit)),
             ]);
         }
         rows.push(vec![
@@ -355,16 +349,7 @@ impl Report {
             "–".to_owned(),
             "–".to_owned(),
             mb(self.hello.warm.memory.peak),
-            self.hello_zip.bytes().map_or("n/a".to_owned(), |b| {
-                format!(
-                    "{:.2} {}",
-                    b as f64 / 1024.0 / 1024.0,
-                    match self.hello_zip {
-                        Zip::Arm64(_) => "arm64",
-                        _ => "x86_64 (approximation)",
-                    }
-                )
-            }),
+            self.hello_zip.describe(None),
         ]);
         table(
             out,
@@ -380,6 +365,38 @@ impl Report {
             ],
             &rows,
         );
+        let hello_warm = self
+            .hello
+            .warm
+            .kinds
+            .first()
+            .and_then(|k| Latency::of(&k.latencies));
+        let added: Vec<String> = self
+            .functions
+            .iter()
+            .filter_map(|f| {
+                let get = f.arm.get_kind()?;
+                let (g, r) = (
+                    Latency::of(&get.latencies)?,
+                    Latency::of(&get.raw_get_item)?,
+                );
+                Some(format!(
+                    "{} {:.2} ms",
+                    f.arm.label,
+                    (g.p50.as_secs_f64() - r.p50.as_secs_f64()) * 1000.0
+                ))
+            })
+            .collect();
+        if let (Some(hello), false) = (hello_warm, added.is_empty()) {
+            let _ = writeln!(
+                out,
+                "What a warm GET adds to the raw GetItem (p50): {}. Of that, {} ms is the \
+                 Runtime API round trip and `lambda_http`, which the bare hello function pays too \
+                 (its whole warm invocation).\n",
+                added.join(", "),
+                ms(hello.p50)
+            );
+        }
     }
 
     fn warm(&self, out: &mut String) {
@@ -748,11 +765,11 @@ impl Report {
                 p50(kept, tls, rtt),
             ) {
                 savings.push(format!(
-                    "{} at +{} ms RTT: {:.2} ms per call ({:.2} of it from TCP_NODELAY alone)",
+                    "{} at +{} ms RTT: {} ms per call ({} of it from TCP_NODELAY alone)",
                     if tls { "TLS" } else { "HTTP" },
                     rtt.as_millis(),
-                    a - c,
-                    a - b
+                    millis_delta(a - c),
+                    millis_delta(a - b)
                 ));
             }
         }
@@ -764,6 +781,15 @@ impl Report {
                 savings.join("; ")
             );
         }
+    }
+}
+
+/// A difference of two medians, without a `-0.00` for noise.
+fn millis_delta(ms: f64) -> String {
+    if ms.abs() < 0.005 {
+        "0.00".to_owned()
+    } else {
+        format!("{ms:.2}")
     }
 }
 
@@ -794,6 +820,8 @@ mod tests {
         assert_eq!(spread(&[2, 2, 2]), "2");
         assert_eq!(spread(&[1, 2, 2, 3]), "mean 2.00 (1–3)");
         assert_eq!(spread(&[]), "n/a");
+        assert_eq!(millis_delta(-0.001), "0.00");
+        assert_eq!(millis_delta(-0.07), "-0.07");
     }
 
     #[test]
