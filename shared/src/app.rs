@@ -25,7 +25,7 @@ impl App {
     /// Builds the clients from `config`.
     pub async fn from_config(config: &Config) -> Result<Self, ApiError> {
         let endpoint = config.dynamodb_endpoint.as_deref();
-        let sdk = crate::store::aws_settings(endpoint.is_some()).await;
+        let sdk = crate::aws::lambda_settings(endpoint.is_some()).await;
         let store = Store::with_config(&sdk, &config.table_name, endpoint);
         let stripe = match &config.stripe_secret {
             StripeSecret::Key(key) => StripeGateway::new(

@@ -12,7 +12,6 @@ use billstack::config::{Config, StripeSecret};
 use billstack::lambda_http::{Body, Request};
 use billstack::model::{Project, Team};
 use billstack::store::Store;
-use billstack::stripe::StripeGateway;
 use devstack::{DynamoDbLocal, DynamoProxy};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -102,18 +101,15 @@ impl TestEnv {
         let stripe = StripeEmulator::start(0)
             .await
             .expect("start stripe emulator");
-        let config = config(&stripe.url(), ttl);
-        let gateway = StripeGateway::new(
-            "sk_test_billstack_tests",
-            config.stripe_api_base.as_deref(),
-            config.stripe_timeout,
-        )
-        .expect("stripe gateway");
         let dynamo = DynamoProxy::start(&endpoint().await)
             .await
             .expect("dynamodb proxy");
-        let app_store = Store::connect(TABLE, Some(dynamo.endpoint())).await;
-        let app = Arc::new(App::new(app_store, gateway, &config));
+        // The app is built exactly as a function's `main` builds it.
+        let config = Config {
+            dynamodb_endpoint: Some(dynamo.endpoint().to_owned()),
+            ..config(&stripe.url(), ttl)
+        };
+        let app = Arc::new(App::from_config(&config).await.expect("app"));
         let team = admin::create_team(&store, "Test team").await.expect("team");
         let project = admin::create_project(&store, &team.id, "Test project")
             .await
@@ -159,6 +155,16 @@ impl TestEnv {
     }
 
     /// Sends a request with this env's full-access key.
+    /// Creates an object with `POST /{resource}` and returns it (the answer's `customer`,
+    /// `product` or `price`); panics unless the answer is 201.
+    pub async fn create(&self, resource: &str, body: Value) -> Value {
+        // Boxed: one more level of inlined futures overflows rustc's layout query depth.
+        let (status, answer) =
+            Box::pin(self.call(Method::POST, &self.path(resource), Some(body))).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer[resource.strip_suffix('s').unwrap_or(resource)].clone()
+    }
+
     pub async fn call(
         &self,
         method: Method,

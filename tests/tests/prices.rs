@@ -5,23 +5,12 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn product(env: &TestEnv, name: &str) -> String {
-    let (status, body) = env
-        .call(
-            Method::POST,
-            &env.path("products"),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["product"]["id"].as_str().unwrap().to_owned()
+    let product = env.create("products", json!({"name": name})).await;
+    product["id"].as_str().unwrap().to_owned()
 }
 
 async fn create(env: &TestEnv, body: Value) -> Value {
-    let (status, answer) = env
-        .call(Method::POST, &env.path("prices"), Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    answer["price"].clone()
+    env.create("prices", body).await
 }
 
 fn item(env: &TestEnv, id: &Value) -> String {

@@ -6,20 +6,12 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn create_product(env: &TestEnv, body: Value) -> Value {
-    let (status, body) = env
-        .call(Method::POST, &env.path("products"), Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["product"].clone()
+    env.create("products", body).await
 }
 
 async fn create_price(env: &TestEnv, product_id: &str, unit_amount: i64) -> Value {
     let body = json!({"productId": product_id, "unitAmount": unit_amount, "currency": "usd", "interval": "month"});
-    let (status, body) = env
-        .call(Method::POST, &env.path("prices"), Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["price"].clone()
+    env.create("prices", body).await
 }
 
 fn item(env: &TestEnv, resource: &str, id: &Value) -> String {

@@ -73,29 +73,6 @@ where
     }
 }
 
-/// The AWS settings of the environment. For a local DynamoDB, which accepts anything, a
-/// region and credentials are filled in when the environment has none.
-pub async fn aws_settings(local: bool) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if local {
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "billstack-local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-    }
-    loader.load().await
-}
-
 fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.code() == Some("ConditionalCheckFailedException")
 }
@@ -143,7 +120,11 @@ impl Store {
     /// A client for `endpoint` (DynamoDB Local) or, with `None`, for the AWS settings of the
     /// environment (the Lambda role, a profile, ...).
     pub async fn connect(table: impl Into<String>, endpoint: Option<&str>) -> Self {
-        Self::with_config(&aws_settings(endpoint.is_some()).await, table, endpoint)
+        Self::with_config(
+            &crate::aws::settings(endpoint.is_some()).await,
+            table,
+            endpoint,
+        )
     }
 
     /// A store on `sdk` settings, with DynamoDB at `endpoint` if given.

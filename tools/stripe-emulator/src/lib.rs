@@ -37,6 +37,7 @@ mod store;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -141,6 +142,10 @@ struct Shared {
     store: Mutex<Store>,
     log: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
+    /// TCP connections accepted so far.
+    connections: AtomicUsize,
+    /// Bumped to close every connection once it is idle.
+    close_idle: tokio::sync::watch::Sender<u64>,
 }
 
 /// Locks a mutex, carrying on with the data should a previous holder have panicked.
@@ -329,6 +334,20 @@ impl StripeEmulator {
     pub fn clear_faults(&self) {
         self.shared.clear_faults();
     }
+
+    /// TCP connections accepted so far: a client that keeps connections alive opens one
+    /// for many requests.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection as soon as it is idle (a request in flight is answered
+    /// first), as a load balancer closes idle keep-alive connections.
+    pub fn close_idle_connections(&self) {
+        self.shared
+            .close_idle
+            .send_modify(|generation| *generation += 1);
+    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -344,12 +363,21 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let mut close = shared.close_idle.subscribe();
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
             let service = service_fn(move |req| handle(Arc::clone(&shared), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = close.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
         });
     }
 }

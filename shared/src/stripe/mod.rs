@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use ::stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError};
+use ::stripe::{IdempotencyKey, RequestStrategy, StripeError};
 use sha2::{Digest, Sha256};
 use stripe_client_core::StripeRequest;
 use stripe_core::customer::{CreateCustomer, ListCustomer, UpdateCustomer};
@@ -20,6 +20,11 @@ use stripe_product::product::{CreateProduct, DeleteProduct, UpdateProduct};
 use stripe_shared::{ApiErrorsType, Customer, Price, Product};
 
 use crate::model::Interval;
+
+mod transport;
+pub use transport::StripeHttp;
+
+type Client = StripeHttp;
 
 use crate::error::ApiError;
 
@@ -184,16 +189,8 @@ fn build_client(
     api_base: Option<&str>,
     timeout: Duration,
 ) -> Result<Client, ApiError> {
-    let mut builder = ClientBuilder::new(secret_key).timeout(timeout).app_info(
-        "BillStack",
-        Some(env!("CARGO_PKG_VERSION").to_owned()),
-        None,
-    );
-    if let Some(base) = api_base {
-        builder = builder.url(base);
-    }
-    builder
-        .build()
+    let user_agent = concat!("BillStack/", env!("CARGO_PKG_VERSION"));
+    StripeHttp::new(secret_key, api_base, Some(timeout), user_agent)
         .map_err(|e| ApiError::internal(format!("stripe client: {e}")))
 }
 
@@ -291,7 +288,12 @@ impl StripeGateway {
                 Err(err) if attempt < ATTEMPTS && transient(&err) => {
                     tracing::info!(attempt, error = %err, "retrying a stripe call");
                     attempt += 1;
-                    tokio::time::sleep(BACKOFF).await;
+                    // A kept-alive connection the far end closed while the function was
+                    // frozen fails at once and is worth retrying at once, on a new one;
+                    // Stripe's own "busy" answers get a pause first.
+                    if matches!(err, StripeError::Stripe(..)) {
+                        tokio::time::sleep(BACKOFF).await;
+                    }
                 }
                 Err(err) => return Err(stripe_error(err)),
             }

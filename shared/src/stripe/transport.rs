@@ -1,0 +1,248 @@
+//! Stripe over HTTP/1.1 connections kept alive across calls and invocations.
+//!
+//! async-stripe's own client builds its hyper client with `pool_max_idle_per_host(0)` and
+//! leaves `TCP_NODELAY` off, so every call opens a new TCP and TLS connection and, on a new
+//! TLS connection, the request waits for the ACK of the handshake's last flight (Nagle).
+//! Against a 10 ms round trip that cost 36 ms per call (docs/benchmarks.md, lever b). The
+//! request builders of the async-stripe crates accept any [`StripeClient`], so this is that
+//! client: the same requests and headers over a pooled hyper client with `TCP_NODELAY`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ::stripe::{RequestStrategy, StripeError};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use stripe_client_core::{CustomizedStripeRequest, Outcome, StripeClient, StripeMethod};
+
+const API_BASE: &str = "https://api.stripe.com/";
+const STRIPE_VERSION: HeaderName = HeaderName::from_static("stripe-version");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Idle connections are dropped after this long: under the idle timeouts of Stripe's load
+/// balancers, so a kept connection is rarely one the far end has already closed.
+const POOL_IDLE: Duration = Duration::from_secs(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A Stripe API client with a connection pool; cheap to share by reference.
+pub struct StripeHttp {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    api_base: String,
+    secret: HeaderValue,
+    user_agent: HeaderValue,
+    stripe_version: HeaderValue,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for StripeHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeHttp")
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeHttp {
+    /// `api_base`: another server than api.stripe.com (the emulator), `http` or `https`.
+    /// `timeout` bounds each attempt, reading the whole response included.
+    pub fn new(
+        secret_key: &str,
+        api_base: Option<&str>,
+        timeout: Option<Duration>,
+        user_agent: &str,
+    ) -> Result<Self, StripeError> {
+        let api_base = match api_base {
+            Some(base) => {
+                let uri: http::Uri = base.parse().map_err(|e| {
+                    StripeError::ConfigError(format!(
+                        "the Stripe API base {base:?} is invalid: {e}"
+                    ))
+                })?;
+                if uri.scheme().is_none() || uri.authority().is_none() {
+                    return Err(StripeError::ConfigError(format!(
+                        "the Stripe API base {base:?} is not an absolute URL"
+                    )));
+                }
+                format!("{}/", base.trim_end_matches('/'))
+            }
+            None => API_BASE.to_owned(),
+        };
+        let mut secret = HeaderValue::try_from(format!("Bearer {secret_key}"))
+            .map_err(|_| StripeError::ConfigError("the Stripe key is not a valid header".into()))?;
+        secret.set_sensitive(true);
+        let user_agent = HeaderValue::try_from(user_agent)
+            .map_err(|_| StripeError::ConfigError("invalid user agent".into()))?;
+
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // Compiled-in Mozilla roots: nothing is read from disk, nothing parsed at start-up.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        Ok(Self {
+            client,
+            api_base,
+            secret,
+            user_agent,
+            stripe_version: HeaderValue::from_str(stripe_shared::version::VERSION.as_str())
+                .map_err(|_| StripeError::ConfigError("invalid Stripe API version".into()))?,
+            timeout,
+        })
+    }
+
+    fn request(
+        &self,
+        method: StripeMethod,
+        path: &str,
+        query: Option<&str>,
+        body: Option<String>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, StripeError> {
+        let mut uri = format!("{}v1{path}", self.api_base);
+        if let Some(query) = query {
+            let _ = write!(uri, "?{query}");
+        }
+        let method = match method {
+            StripeMethod::Get => Method::GET,
+            StripeMethod::Post => Method::POST,
+            StripeMethod::Delete => Method::DELETE,
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, self.secret.clone())
+            .header(USER_AGENT, self.user_agent.clone())
+            .header(STRIPE_VERSION, self.stripe_version.clone());
+        if let Some(key) = idempotency_key {
+            builder = builder.header(IDEMPOTENCY_KEY, key);
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                Bytes::from(body)
+            }
+            None => Bytes::new(),
+        };
+        builder
+            .body(Full::new(body))
+            .map_err(|e| StripeError::ClientError(e.to_string()))
+    }
+
+    /// One attempt: the status, Stripe's `Stripe-Should-Retry` advice and the whole body.
+    async fn attempt(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, Option<bool>, Bytes), StripeError> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| StripeError::ClientError(transport_error(&e)))?;
+            let status = response.status();
+            let should_retry = response
+                .headers()
+                .get("stripe-should-retry")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| StripeError::ClientError(e.to_string()))?
+                .to_bytes();
+            Ok((status, should_retry, body))
+        };
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or(Err(StripeError::Timeout)),
+            None => exchange.await,
+        }
+    }
+}
+
+/// hyper-util's error text ("client error (Connect)") hides its cause; name it.
+fn transport_error(err: &hyper_util::client::legacy::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// An error response's body as Stripe's error object.
+fn api_error(status: StatusCode, body: &[u8]) -> StripeError {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| miniserde::json::from_str::<stripe_shared::Error>(text).ok())
+        .map(|e| StripeError::Stripe(e.error, status.as_u16()))
+        .unwrap_or_else(|| {
+            StripeError::JSONDeserialize(format!("unreadable Stripe error response ({status})"))
+        })
+}
+
+impl StripeClient for StripeHttp {
+    type Err = StripeError;
+
+    /// Runs the request's strategy: with [`RequestStrategy::Once`] or
+    /// [`RequestStrategy::Idempotent`] that is one attempt; the retrying strategies retry
+    /// as async-stripe's client does, with the same idempotency key each time.
+    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, StripeError> {
+        let (request, config) = request.into_pieces();
+        let strategy = config.request_strategy.unwrap_or(RequestStrategy::Once);
+        let timeout = config.timeout.or(self.timeout);
+        let key = strategy.get_key();
+        let mut tries = 0;
+        let mut last_status = None;
+        let mut last_should_retry = None;
+        let mut last_error = StripeError::ClientError("no attempt made".into());
+        loop {
+            match strategy.test(last_status, last_should_retry, tries) {
+                Outcome::Stop => return Err(last_error),
+                Outcome::Continue(backoff) => {
+                    if let Some(backoff) = backoff {
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+            }
+            tries += 1;
+            let http_request = self.request(
+                request.method,
+                &request.path,
+                request.query.as_deref(),
+                request.body.clone(),
+                key.as_ref().map(|k| k.as_str()),
+            )?;
+            match self.attempt(http_request, timeout).await {
+                Ok((status, _, body)) if status.is_success() => return Ok(body),
+                Ok((status, should_retry, body)) => {
+                    last_status = Some(status.as_u16());
+                    last_should_retry = should_retry;
+                    last_error = api_error(status, &body);
+                }
+                Err(err) => last_error = err,
+            }
+        }
+    }
+}
