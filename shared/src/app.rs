@@ -22,11 +22,17 @@ impl App {
         }
     }
 
-    /// Builds the clients from `config`.
+    /// Builds the clients from `config`, with the settings a Lambda function uses
+    /// ([`crate::aws::lambda_settings`]).
     pub async fn from_config(config: &Config) -> Result<Self, ApiError> {
-        let endpoint = config.dynamodb_endpoint.as_deref();
-        let sdk = crate::aws::lambda_settings(endpoint.is_some()).await;
-        let store = Store::with_config(&sdk, &config.table_name, endpoint);
+        let sdk = crate::aws::lambda_settings(config.dynamodb_endpoint.is_some()).await;
+        Self::with_sdk(config, &sdk)
+    }
+
+    /// Builds the clients from `config` on the AWS settings `sdk`.
+    pub fn with_sdk(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, ApiError> {
+        let store =
+            Store::with_config(sdk, &config.table_name, config.dynamodb_endpoint.as_deref());
         let stripe = match &config.stripe_secret {
             StripeSecret::Key(key) => StripeGateway::new(
                 key,
@@ -34,7 +40,7 @@ impl App {
                 config.stripe_timeout,
             )?,
             StripeSecret::SsmParameter(name) => StripeGateway::from_ssm_parameter(
-                aws_sdk_ssm::Client::new(&sdk),
+                aws_sdk_ssm::Client::new(sdk),
                 name,
                 config.stripe_api_base.as_deref(),
                 config.stripe_timeout,

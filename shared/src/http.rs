@@ -290,8 +290,18 @@ where
 {
     init_tracing();
     let config = crate::config::Config::from_env()?;
+    serve_lambda(App::from_config(&config).await?, handler).await
+}
+
+/// Serves every invocation with `app` and `handler` through [`serve`], until the runtime
+/// stops.
+pub async fn serve_lambda<H, Fut>(app: App, handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(&'static App, ApiRequest) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiResponse, ApiError>> + Send,
+{
     // Lives as long as the process, as Lambda keeps it.
-    let app: &'static App = Box::leak(Box::new(App::from_config(&config).await?));
+    let app: &'static App = Box::leak(Box::new(app));
     lambda_http::run(lambda_http::service_fn(
         move |request: Request| async move {
             Ok::<_, lambda_http::Error>(serve(app, request, |req| handler(app, req)).await)

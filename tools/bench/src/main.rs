@@ -304,6 +304,8 @@ async fn run(options: &Options, root: &Path, command: String) -> Result<Report, 
                     "customers-current-thread",
                     "--bin",
                     "customers-multi-thread",
+                    "--bin",
+                    "customers-native-roots",
                 ],
             )?;
         }
@@ -403,37 +405,34 @@ async fn run(options: &Options, root: &Path, command: String) -> Result<Report, 
                 kinds.clone(),
             ));
         }
-        // Lever (d): the AWS SDK's HTTPS client reads the platform's root certificates at
-        // start-up (rustls-native-certs: SSL_CERT_FILE/SSL_CERT_DIR, else the file and the
-        // folder openssl would use). One bundle is what Lambda's AL2023 image has; an empty
-        // file is what compiled-in roots (webpki-roots, as async-stripe uses) would cost.
-        let tls_dir = target.join("bench").join("tls");
-        std::fs::create_dir_all(&tls_dir).map_err(|e| format!("{}: {e}", tls_dir.display()))?;
-        let empty = tls_dir.join("no-roots.pem");
-        std::fs::write(&empty, "").map_err(|e| format!("{}: {e}", empty.display()))?;
-        let empty = empty.display().to_string();
+        // Lever (d): the AWS settings and root store. The shipped function reads its region
+        // and credentials from Lambda's variables and trusts the five Amazon Trust Services
+        // roots; `customers-native-roots` runs the default provider chains and the SDK's
+        // default HTTPS client, which loads the machine's roots (rustls-native-certs:
+        // SSL_CERT_FILE/SSL_CERT_DIR, else the file and the folder openssl would use), once
+        // as found here and once with a single bundle, as on Lambda's AL2023 image.
         let cold_kind = customers.kinds.iter().find(|k| k.cold).cloned();
-        let bin = binary(&customers.binary)?;
+        let before = binary("customers-native-roots")?;
+        root_plans.push(Plan::cold_only(
+            arm(
+                "customers before: provider chains, native roots (bundle and folder)",
+                "customers",
+                before.clone(),
+                &[],
+            ),
+            cold_kind.clone(),
+        ));
         if let Some(bundle) = SYSTEM_BUNDLES.iter().find(|p| Path::new(p).is_file()) {
             root_plans.push(Plan::cold_only(
                 arm(
-                    &format!("customers, SSL_CERT_FILE={bundle} only"),
+                    &format!("customers before, SSL_CERT_FILE={bundle} only"),
                     "customers",
-                    bin.clone(),
+                    before,
                     &[("SSL_CERT_FILE", bundle)],
                 ),
-                cold_kind.clone(),
+                cold_kind,
             ));
         }
-        root_plans.push(Plan::cold_only(
-            arm(
-                "customers, no native roots (SSL_CERT_FILE=empty file)",
-                "customers",
-                bin,
-                &[("SSL_CERT_FILE", &empty)],
-            ),
-            cold_kind,
-        ));
     }
 
     let mut bench = Bench::new(&stack, options.counts, logs.clone());

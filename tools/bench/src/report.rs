@@ -638,11 +638,15 @@ impl Report {
     fn roots_lever(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "### (d) Root certificates read at init\n\nThe AWS SDK's HTTPS client \
-             (aws-smithy-http-client, rustls) loads the platform's root certificates while \
-             `main` builds the DynamoDB client: rustls-native-certs reads `SSL_CERT_FILE` / \
-             `SSL_CERT_DIR` if set, else the bundle and every file of the certificate folder \
-             that openssl would use. Cold starts only, alternating with the others.\n"
+            "### (d) AWS settings and root certificates at init\n\nAs shipped, a function \
+             reads its region and credentials from the variables Lambda sets and gives the \
+             SDK's HTTPS client a trust store of the five Amazon Trust Services roots \
+             (`shared/src/aws.rs`). Before, `main` ran aws-config's default provider chains, \
+             and the SDK's default HTTPS client loaded the machine's root certificates \
+             (rustls-native-certs: `SSL_CERT_FILE` / `SSL_CERT_DIR` if set, else the bundle and \
+             every file of the certificate folder openssl would use); \
+             `tools/bench/src/bin/customers-native-roots.rs` is that `main`. Cold starts only, \
+             alternating with the others.\n"
         );
         let hello = self.hello.init();
         let base = self
@@ -654,7 +658,7 @@ impl Report {
                     .is_some_and(|r| r.label.starts_with(&f.arm.label))
             })
             .map(|f| ArmResult {
-                label: format!("{} (default: bundle and folder)", f.arm.label),
+                label: format!("{} as shipped", f.arm.label),
                 ..f.arm.clone()
             });
         let mut rows = Vec::new();
@@ -688,9 +692,11 @@ impl Report {
     fn transport_lever(&self, out: &mut String, transport: &TransportReport) {
         let _ = writeln!(
             out,
-            "### (b) Stripe connections: async-stripe's missing keep-alive\n\nIn the functions \
-             (warm, plain HTTP to the emulator), Stripe calls and new TCP connections per \
-             invocation:\n"
+            "### (b) Stripe connections: keep-alive\n\nasync-stripe's own client opens a new \
+             connection for every call (`pool_max_idle_per_host(0)`, no `TCP_NODELAY`); the \
+             functions use `shared/src/stripe/transport.rs` instead, a pooled hyper client \
+             with `TCP_NODELAY`. In the functions (warm, plain HTTP to the emulator), Stripe \
+             calls and new TCP connections per invocation:\n"
         );
         let mut rows = Vec::new();
         for f in &self.functions {
