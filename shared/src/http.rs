@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::routing::{Action, Route, route};
+use crate::routing::{Action, Resource, Route, route};
 use crate::store::IdempotencyClaim;
 use sha2::{Digest, Sha256};
 
@@ -44,6 +44,29 @@ impl ApiRequest {
 
     pub fn project_id(&self) -> &str {
         &self.route.project_id
+    }
+
+    /// Each function serves its own resource's routes; another's is a 404 there.
+    pub fn expect_resource(&self, resource: Resource) -> Result<(), ApiError> {
+        if self.route.resource == resource {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "No route for {}",
+                self.route.name()
+            )))
+        }
+    }
+
+    /// The route's object ID, if it has the form of `resource`'s IDs; otherwise the 404 of a
+    /// missing object (an ID of another form names nothing), without a lookup.
+    pub fn object_id_of(&self, resource: Resource) -> Result<&str, ApiError> {
+        let id = self.object_id();
+        if resource.id_kind().matches(id) {
+            Ok(id)
+        } else {
+            Err(resource.not_found())
+        }
     }
 }
 

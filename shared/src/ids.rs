@@ -25,6 +25,18 @@ impl IdKind {
         }
     }
 
+    /// What an ID of this kind names, as error messages say it.
+    pub const fn noun(self) -> &'static str {
+        match self {
+            IdKind::Team => "team",
+            IdKind::Project => "project",
+            IdKind::Customer => "customer",
+            IdKind::Product => "product",
+            IdKind::Price => "price",
+            IdKind::ApiKey => "API key",
+        }
+    }
+
     /// A new, time-ordered ID of this kind.
     pub fn generate(self) -> String {
         format!("{}{}", self.prefix(), Uuid::now_v7().simple())

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::ids::IdKind;
 
 /// Parses a JSON object body into `T` (which should `deny_unknown_fields`). Malformed JSON,
 /// a wrong type or an unknown field is a 400 whose message and `param` name the field.
@@ -146,14 +147,34 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_OFFSET: u32 = 10_000;
 
 impl Page {
-    /// Reads `limit` (1–100), `offset` (0–10000) and `startingAfter` from `query`.
-    pub fn from_query(query: &Query, default_limit: Option<u32>) -> Result<Self, ApiError> {
+    /// Reads `limit` (1–100), `offset` (0–10000) and `startingAfter` (an ID of `kind`: the
+    /// objects listed) from `query`.
+    pub fn from_query(
+        query: &Query,
+        default_limit: Option<u32>,
+        kind: IdKind,
+    ) -> Result<Self, ApiError> {
+        let limit = query.integer("limit", default_limit, 1, MAX_LIMIT)?;
+        let offset = query
+            .integer("offset", Some(0), 0, MAX_OFFSET)?
+            .unwrap_or(0);
+        let starting_after = query.get("startingAfter").map(str::to_owned);
+        if let Some(cursor) = &starting_after
+            && !kind.matches(cursor)
+        {
+            return Err(ApiError::invalid(
+                "startingAfter",
+                format!(
+                    "startingAfter must be a {} ID ({}...)",
+                    kind.noun(),
+                    kind.prefix()
+                ),
+            ));
+        }
         Ok(Self {
-            limit: query.integer("limit", default_limit, 1, MAX_LIMIT)?,
-            offset: query
-                .integer("offset", Some(0), 0, MAX_OFFSET)?
-                .unwrap_or(0),
-            starting_after: query.get("startingAfter").map(str::to_owned),
+            limit,
+            offset,
+            starting_after,
         })
     }
 }
@@ -366,10 +387,11 @@ mod tests {
     #[test]
     fn query_is_strict() {
         let q = Query::parse(Some("limit=5&offset=10"), &["limit", "offset"]).unwrap();
-        let page = Page::from_query(&q, Some(DEFAULT_LIMIT)).unwrap();
+        let page = Page::from_query(&q, Some(DEFAULT_LIMIT), IdKind::Customer).unwrap();
         assert_eq!((page.limit, page.offset), (Some(5), 10));
 
-        let page = Page::from_query(&Query::default(), Some(DEFAULT_LIMIT)).unwrap();
+        let page =
+            Page::from_query(&Query::default(), Some(DEFAULT_LIMIT), IdKind::Customer).unwrap();
         assert_eq!((page.limit, page.offset), (Some(50), 0));
 
         for (raw, param) in [
@@ -381,9 +403,24 @@ mod tests {
             ("offset=1.5", "offset"),
         ] {
             let q = Query::parse(Some(raw), &["limit", "offset"]).unwrap();
-            let err = Page::from_query(&q, Some(50)).unwrap_err();
+            let err = Page::from_query(&q, Some(50), IdKind::Customer).unwrap_err();
             assert_eq!(err.param.as_deref(), Some(param), "{raw}");
         }
+        let q = Query::parse(Some("startingAfter=pp_0190abcd"), &["startingAfter"]).unwrap();
+        let page = Page::from_query(&q, None, IdKind::Product).unwrap();
+        assert_eq!(page.starting_after.as_deref(), Some("pp_0190abcd"));
+        for (kind, message) in [
+            (
+                IdKind::Customer,
+                "startingAfter must be a customer ID (pc_...)",
+            ),
+            (IdKind::Price, "startingAfter must be a price ID (pri_...)"),
+        ] {
+            let err = Page::from_query(&q, None, kind).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("startingAfter"));
+            assert_eq!(err.message, message);
+        }
+
         let err = Query::parse(Some("limt=5"), &["limit"]).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("limt"));
         let err = Query::parse(Some("limit=5&limit=6"), &["limit"]).unwrap_err();

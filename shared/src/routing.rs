@@ -27,6 +27,15 @@ impl Resource {
         }
     }
 
+    /// The 404 for an object of this resource that does not exist in the project.
+    pub fn not_found(self) -> ApiError {
+        ApiError::not_found(match self {
+            Resource::Customers => "Customer not found",
+            Resource::Products => "Product not found",
+            Resource::Prices => "Price not found",
+        })
+    }
+
     fn from_segment(s: &str) -> Option<Self> {
         Resource::ALL.into_iter().find(|r| r.segment() == s)
     }

@@ -22,12 +22,7 @@ pub const MAX_NAME_LEN: usize = 256;
 
 /// Answers every customers route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    if req.route.resource != Resource::Customers {
-        return Err(ApiError::not_found(format!(
-            "No route for {}",
-            req.route.name()
-        )));
-    }
+    req.expect_resource(Resource::Customers)?;
     match req.route.action {
         Action::List => list(app, &req).await,
         Action::Create => create(app, &req).await,
@@ -39,32 +34,17 @@ pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError>
     }
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("Customer not found")
-}
-
 async fn get(app: &App, req: &ApiRequest) -> Result<Customer, ApiError> {
-    let id = req.object_id();
-    if !IdKind::Customer.matches(id) {
-        return Err(not_found());
-    }
+    let id = req.object_id_of(Resource::Customers)?;
     app.store
         .get_customer(req.project_id(), id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(|| Resource::Customers.not_found())
 }
 
 async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let query = Query::parse(req.query.as_deref(), &["limit", "offset", "startingAfter"])?;
-    let page = Page::from_query(&query, Some(DEFAULT_LIMIT))?;
-    if let Some(cursor) = &page.starting_after
-        && !IdKind::Customer.matches(cursor)
-    {
-        return Err(ApiError::invalid(
-            "startingAfter",
-            "startingAfter must be a customer ID (pc_...)",
-        ));
-    }
+    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Customer)?;
     let (customers, has_more) = app.store.list_customers(req.project_id(), &page).await?;
     Ok(ApiResponse::ok(json!({
         "customers": customers.iter().map(Customer::to_json).collect::<Vec<_>>(),
@@ -341,7 +321,7 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if app.store.delete_customer(&customer).await? {
         Ok(ApiResponse::deleted())
     } else {
-        Err(not_found())
+        Err(Resource::Customers.not_found())
     }
 }
 

@@ -24,12 +24,7 @@ pub const MAX_UNIT_AMOUNT: i64 = 99_999_999;
 
 /// Answers every prices route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    if req.route.resource != Resource::Prices {
-        return Err(ApiError::not_found(format!(
-            "No route for {}",
-            req.route.name()
-        )));
-    }
+    req.expect_resource(Resource::Prices)?;
     match req.route.action {
         Action::List => list(app, &req).await,
         Action::Create => create(app, &req).await,
@@ -41,19 +36,12 @@ pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError>
     }
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("Price not found")
-}
-
 async fn get(app: &App, req: &ApiRequest) -> Result<Price, ApiError> {
-    let id = req.object_id();
-    if !IdKind::Price.matches(id) {
-        return Err(not_found());
-    }
+    let id = req.object_id_of(Resource::Prices)?;
     app.store
         .get_price(req.project_id(), id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(|| Resource::Prices.not_found())
 }
 
 async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -68,15 +56,7 @@ async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         ],
     )?;
     let active_only = query.boolean("activeOnly", true)?;
-    let page = Page::from_query(&query, None)?;
-    if let Some(cursor) = &page.starting_after
-        && !IdKind::Price.matches(cursor)
-    {
-        return Err(ApiError::invalid(
-            "startingAfter",
-            "startingAfter must be a price ID (pri_...)",
-        ));
-    }
+    let page = Page::from_query(&query, None, IdKind::Price)?;
     let product_id = query.get("productId");
     if let Some(product_id) = product_id
         && !IdKind::Product.matches(product_id)
@@ -416,7 +396,7 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if app.store.delete_price(&price).await? {
         Ok(ApiResponse::deleted())
     } else {
-        Err(not_found())
+        Err(Resource::Prices.not_found())
     }
 }
 

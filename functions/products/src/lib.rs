@@ -22,12 +22,7 @@ pub const MAX_DESCRIPTION_LEN: usize = 5000;
 
 /// Answers every products route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    if req.route.resource != Resource::Products {
-        return Err(ApiError::not_found(format!(
-            "No route for {}",
-            req.route.name()
-        )));
-    }
+    req.expect_resource(Resource::Products)?;
     match req.route.action {
         Action::List => list(app, &req).await,
         Action::Create => create(app, &req).await,
@@ -39,19 +34,12 @@ pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError>
     }
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("Product not found")
-}
-
 async fn get(app: &App, req: &ApiRequest) -> Result<Product, ApiError> {
-    let id = req.object_id();
-    if !IdKind::Product.matches(id) {
-        return Err(not_found());
-    }
+    let id = req.object_id_of(Resource::Products)?;
     app.store
         .get_product(req.project_id(), id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(|| Resource::Products.not_found())
 }
 
 async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -61,15 +49,7 @@ async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     )?;
     let active_only = query.boolean("activeOnly", true)?;
     // Without `limit`, every match (the contract's default).
-    let page = Page::from_query(&query, None)?;
-    if let Some(cursor) = &page.starting_after
-        && !IdKind::Product.matches(cursor)
-    {
-        return Err(ApiError::invalid(
-            "startingAfter",
-            "startingAfter must be a product ID (pp_...)",
-        ));
-    }
+    let page = Page::from_query(&query, None, IdKind::Product)?;
     let (products, has_more) = app
         .store
         .list_products(req.project_id(), &page, active_only)

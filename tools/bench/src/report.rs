@@ -397,6 +397,50 @@ impl Report {
                 ms(hello.p50)
             );
         }
+        self.misses(out);
+    }
+
+    /// Where a missed init or RSS bar comes from, from this run's own numbers.
+    fn misses(&self, out: &mut String) {
+        let hello = &self.hello;
+        let (Some(hello_init), hello_mem) = (hello.init(), hello.warm.memory) else {
+            return;
+        };
+        let mut lines = Vec::new();
+        for f in &self.functions {
+            let Some(init) = f.arm.init() else { continue };
+            if ratio(init.p50, hello_init.p50) > 1.5 {
+                lines.push(format!(
+                    "- {} init is {} ms over hello's. It builds the DynamoDB client and the \
+                     Stripe transport (a step-by-step breakdown is in docs/benchmarks.md) and \
+                     loads a {} MiB binary against hello's {} MiB.",
+                    f.arm.label,
+                    ms(init.p50.saturating_sub(hello_init.p50)),
+                    mb(f.binary_bytes),
+                    mb(self.hello_binary_bytes),
+                ));
+            }
+            let m = f.arm.warm.memory;
+            if m.peak as f64 > 2.0 * hello_mem.peak as f64 {
+                lines.push(format!(
+                    "- {} peak RSS is {} MiB over hello's: resident file-backed pages of the \
+                     binary {} MiB (hello {}), anonymous memory (heap, stacks) {} MiB (hello {}).",
+                    f.arm.label,
+                    mb(m.peak.saturating_sub(hello_mem.peak)),
+                    mb(m.file),
+                    mb(hello_mem.file),
+                    mb(m.anon),
+                    mb(hello_mem.anon),
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(
+                out,
+                "Where the missed bars come from, in this run:\n\n{}\n",
+                lines.join("\n")
+            );
+        }
     }
 
     fn warm(&self, out: &mut String) {
