@@ -60,28 +60,6 @@ fn stale(what: &str) -> ApiError {
 }
 
 impl Store {
-    async fn put_conditional(
-        &self,
-        item: Item,
-        condition: &str,
-        values: HashMap<String, AttributeValue>,
-    ) -> Result<bool, ApiError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_values((!values.is_empty()).then_some(values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo_error(err)),
-        }
-    }
-
     pub async fn get_product(
         &self,
         project_id: &str,

@@ -77,6 +77,20 @@ fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> b
     err.code() == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's outcome: `true` if it was applied, `false` if its condition
+/// failed, any other failure as an API error.
+fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, ApiError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if is_conditional_failure(&err) => Ok(false),
+        Err(err) => Err(dynamo_error(err)),
+    }
+}
+
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -227,19 +241,27 @@ impl Store {
 
     /// Writes an item that must not exist yet; `false` if it does.
     async fn put_new(&self, item: Item) -> Result<bool, ApiError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo_error(err)),
-        }
+        self.put_conditional(item, "attribute_not_exists(pk)", HashMap::new())
+            .await
+    }
+
+    /// Writes an item if `condition` (with `values`) holds; `false` if it does not.
+    pub(crate) async fn put_conditional(
+        &self,
+        item: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<bool, ApiError> {
+        applied(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                .send()
+                .await,
+        )
     }
 
     /// Deletes an item if it exists; `false` if it did not.
@@ -252,11 +274,7 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo_error(err)),
-        }
+        applied(result)
     }
 
     pub async fn put_team(&self, team: &Team) -> Result<(), ApiError> {
@@ -333,11 +351,7 @@ impl Store {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo_error(err)),
-        }
+        applied(result)
     }
 
     /// One page of a project's objects of one kind (`prefix`, e.g. [`keys::CUSTOMER`]),

@@ -213,6 +213,14 @@ impl StripeClient for StripeHttp {
         let strategy = config.request_strategy.unwrap_or(RequestStrategy::Once);
         let timeout = config.timeout.or(self.timeout);
         let key = strategy.get_key();
+        // Built once; every attempt sends the same request, idempotency key included.
+        let http_request = self.request(
+            request.method,
+            &request.path,
+            request.query.as_deref(),
+            request.body,
+            key.as_ref().map(|k| k.as_str()),
+        )?;
         let mut tries = 0;
         let mut last_status = None;
         let mut last_should_retry = None;
@@ -227,14 +235,7 @@ impl StripeClient for StripeHttp {
                 }
             }
             tries += 1;
-            let http_request = self.request(
-                request.method,
-                &request.path,
-                request.query.as_deref(),
-                request.body.clone(),
-                key.as_ref().map(|k| k.as_str()),
-            )?;
-            match self.attempt(http_request, timeout).await {
+            match self.attempt(http_request.clone(), timeout).await {
                 Ok((status, _, body)) if status.is_success() => return Ok(body),
                 Ok((status, should_retry, body)) => {
                     last_status = Some(status.as_u16());

@@ -402,10 +402,10 @@ impl Report {
 
     /// Where a missed init or RSS bar comes from, from this run's own numbers.
     fn misses(&self, out: &mut String) {
-        let hello = &self.hello;
-        let (Some(hello_init), hello_mem) = (hello.init(), hello.warm.memory) else {
+        let Some(hello_init) = self.hello.init() else {
             return;
         };
+        let hello_mem = self.hello.warm.memory;
         let mut lines = Vec::new();
         for f in &self.functions {
             let Some(init) = f.arm.init() else { continue };
