@@ -15,23 +15,15 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use stripe_client_core::{CustomizedStripeRequest, Outcome, StripeClient, StripeMethod};
 
 const API_BASE: &str = "https://api.stripe.com/";
 const STRIPE_VERSION: HeaderName = HeaderName::from_static("stripe-version");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-/// Idle connections are dropped after this long: under the idle timeouts of Stripe's load
-/// balancers, so a kept connection is rarely one the far end has already closed.
-const POOL_IDLE: Duration = Duration::from_secs(50);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A Stripe API client with a connection pool; cheap to share by reference.
 pub struct StripeHttp {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: crate::outbound::HttpsClient,
     api_base: String,
     secret: HeaderValue,
     user_agent: HeaderValue,
@@ -79,20 +71,7 @@ impl StripeHttp {
         let user_agent = HeaderValue::try_from(user_agent)
             .map_err(|_| StripeError::ConfigError("invalid user agent".into()))?;
 
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        // Compiled-in Mozilla roots: nothing is read from disk, nothing parsed at start-up.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(https);
+        let client = crate::outbound::https_client();
         Ok(Self {
             client,
             api_base,
@@ -156,7 +135,7 @@ impl StripeHttp {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| StripeError::ClientError(transport_error(&e)))?;
+                .map_err(|e| StripeError::ClientError(crate::outbound::error_text(&e)))?;
             let status = response.status();
             let should_retry = response
                 .headers()
@@ -178,17 +157,6 @@ impl StripeHttp {
             None => exchange.await,
         }
     }
-}
-
-/// hyper-util's error text ("client error (Connect)") hides its cause; name it.
-fn transport_error(err: &hyper_util::client::legacy::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// An error response's body as Stripe's error object.
