@@ -1,34 +1,118 @@
-//! Operator actions: teams, projects and API keys. Used by `billstack-admin`, by the local
-//! server's seed and by tests, so all three make records the same way.
+//! Making teams, members, projects and API keys: the rules each new record follows. Used by
+//! the teams API, by `billstack-admin`, by the local server's seed and by tests, so all of
+//! them make records the same way.
 
 use crate::auth::{ApiKeyRecord, ApiKeySecret, Scope};
 use crate::clock;
 use crate::error::ApiError;
 use crate::ids::IdKind;
 use crate::input;
-use crate::model::{Project, Team};
+use crate::model::{Membership, Project, Role, Team};
+use crate::session::{MAX_USER_ID_LEN, Session};
 use crate::store::Store;
 
-pub async fn create_team(store: &Store, name: &str) -> Result<Team, ApiError> {
-    let team = Team {
+/// The longest team, project or key name.
+pub const MAX_NAME_LEN: usize = 256;
+
+fn new_team(name: &str, owner_count: u32) -> Result<Team, ApiError> {
+    let now = clock::now_epoch();
+    Ok(Team {
         id: IdKind::Team.generate(),
-        name: input::text("name", name, 256)?,
-        created_at: clock::now_epoch(),
-    };
+        name: input::text("name", name, MAX_NAME_LEN)?,
+        created_at: now,
+        updated_at: now,
+        owner_count,
+    })
+}
+
+/// A team with no members yet (operators add them with `billstack-admin member add`).
+pub async fn create_team(store: &Store, name: &str) -> Result<Team, ApiError> {
+    let team = new_team(name, 0)?;
     store.put_team(&team).await?;
     Ok(team)
 }
 
+/// A team created by a signed-in user, who becomes its first owner.
+pub async fn create_team_owned_by(
+    store: &Store,
+    name: &str,
+    owner: &Session,
+) -> Result<(Team, Membership), ApiError> {
+    let team = new_team(name, 1)?;
+    let membership = Membership {
+        team_id: team.id.clone(),
+        user_id: owner.user_id.clone(),
+        role: Role::Owner,
+        email: owner.email.clone(),
+        name: owner.name.clone(),
+        created_at: team.created_at,
+    };
+    store.create_team_with_owner(&team, &membership).await?;
+    Ok((team, membership))
+}
+
+/// Checks a user ID as the identity provider issues them (a token's `sub`).
+pub fn user_id(param: &str, raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() || raw.len() > MAX_USER_ID_LEN || raw.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "{param} must be 1 to {MAX_USER_ID_LEN} characters with no control characters (the user's subject, sub, at the identity provider)"
+            ),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Who is added to a team.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub user_id: String,
+    pub role: Role,
+    pub email: Option<String>,
+}
+
+/// Adds a member to a team; 409 `member_exists` if the user is one already.
+pub async fn add_member(
+    store: &Store,
+    team_id: &str,
+    new: &NewMember,
+) -> Result<Membership, ApiError> {
+    let membership = Membership {
+        team_id: team_id.to_owned(),
+        user_id: user_id("userId", &new.user_id)?,
+        role: new.role,
+        email: new
+            .email
+            .as_deref()
+            .map(input::normalize_email)
+            .transpose()?,
+        name: None,
+        created_at: clock::now_epoch(),
+    };
+    if store.add_member(&membership).await? {
+        Ok(membership)
+    } else {
+        Err(ApiError::conflict(
+            "member_exists",
+            format!("{} is a member of this team already", membership.user_id),
+        )
+        .with_param("userId"))
+    }
+}
+
 pub async fn create_project(store: &Store, team_id: &str, name: &str) -> Result<Project, ApiError> {
-    let name = input::text("name", name, 256)?;
+    let name = input::text("name", name, MAX_NAME_LEN)?;
     if store.get_team(team_id).await?.is_none() {
         return Err(ApiError::not_found(format!("Team {team_id} not found")));
     }
+    let now = clock::now_epoch();
     let project = Project {
         id: IdKind::Project.generate(),
         team_id: team_id.to_owned(),
         name,
-        created_at: clock::now_epoch(),
+        created_at: now,
+        updated_at: now,
     };
     store.put_project(&project).await?;
     Ok(project)
@@ -50,7 +134,7 @@ pub async fn create_api_key(
     team_id: &str,
     new: &NewApiKey,
 ) -> Result<(ApiKeyRecord, ApiKeySecret), ApiError> {
-    let name = input::text("name", &new.name, 256)?;
+    let name = input::text("name", &new.name, MAX_NAME_LEN)?;
     let mut scopes = Vec::new();
     for raw in &new.scopes {
         let scope = Scope::parse(raw.trim()).ok_or_else(|| {
@@ -87,9 +171,14 @@ pub async fn create_api_key(
         return Err(ApiError::not_found(format!("Team {team_id} not found")));
     }
     if let Some(project_id) = &new.project_id {
-        match store.get_project(project_id).await? {
-            Some(project) if project.team_id == team_id => {}
-            _ => return Err(ApiError::not_found("Project not found").with_param("projectId")),
+        // A project of another team is named exactly like one that does not exist.
+        let ours = IdKind::Project.matches(project_id)
+            && store.get_team_project(team_id, project_id).await?.is_some();
+        if !ours {
+            return Err(ApiError::invalid(
+                "projectId",
+                format!("projectId {project_id:?} is not a project of this team"),
+            ));
         }
     }
     let secret = ApiKeySecret::generate()?;
@@ -103,6 +192,7 @@ pub async fn create_api_key(
         expires_at,
         revoked_at: None,
         created_at: now,
+        last_used_at: None,
     };
     store.put_api_key(&secret.hash(), &record).await?;
     Ok((record, secret))

@@ -18,7 +18,10 @@ impl App {
         Self {
             store,
             stripe,
-            auth: Authenticator::new(config.auth_cache_ttl),
+            auth: Authenticator::from_issuer_config(
+                config.auth_cache_ttl,
+                config.sessions.as_ref(),
+            ),
         }
     }
 
@@ -47,11 +50,5 @@ impl App {
             ),
         };
         Ok(Self::new(store, stripe, config))
-    }
-}
-
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Authenticator")
     }
 }

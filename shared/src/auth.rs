@@ -1,6 +1,7 @@
-//! API keys: their format, their hash, their scopes, and the rule that decides whether a
-//! key may do something. The lookup of a key in the table (with its warm-container cache)
-//! is [`Authenticator`]; everything else here is pure and unit-tested.
+//! Who may do what: API keys (their format, hash, scopes), dashboard sessions (verified by
+//! [`SessionVerifier`], then a team membership), and the rules that decide whether a caller
+//! may do something. The lookups in the table, with their warm-container cache, are
+//! [`Authenticator`]; the rules are pure functions, unit-tested.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::routing::Resource;
+use crate::model::{Membership, Role};
+use crate::routing::{Action, Resource, TeamResource, TeamRoute};
+use crate::session::{IssuerConfig, Session, SessionVerifier};
 use crate::store::Store;
 
 const SECRET_PREFIX: &str = "bs_";
@@ -174,6 +177,9 @@ pub struct ApiKeyRecord {
     #[serde(default)]
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    /// Epoch seconds; kept to within [`LAST_USED_INTERVAL_SECS`].
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
 }
 
 impl ApiKeyRecord {
@@ -187,6 +193,8 @@ impl ApiKeyRecord {
             "scopes": self.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "expiresAt": self.expires_at.map(clock::rfc3339),
             "createdAt": clock::rfc3339(self.created_at),
+            "lastUsedAt": self.last_used_at.map(clock::rfc3339),
+            "revokedAt": self.revoked_at.map(clock::rfc3339),
         })
     }
 }
@@ -194,9 +202,67 @@ impl ApiKeyRecord {
 /// Who is calling, once authenticated and authorized for the path's team and project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub key_id: String,
     pub team_id: String,
+    /// The project an API key is limited to.
     pub project_id: Option<String>,
+    pub caller: Caller,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    ApiKey {
+        key_id: String,
+    },
+    /// A member of the team, with full read and write access to its projects.
+    Session {
+        user_id: String,
+        role: Role,
+    },
+}
+
+/// How often, at most, a key's `lastUsedAt` is written: a key in use gets one write per
+/// this interval, not one per request.
+pub const LAST_USED_INTERVAL_SECS: i64 = 60;
+
+/// What a session needs on a team-level route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamAccess {
+    /// Any signed-in user (list one's teams, create a team).
+    AnyUser,
+    /// Any member of the path's team: both roles read the team, its projects, members and
+    /// keys, and create and rename projects.
+    Member,
+    /// Owners only: members, API keys, renaming the team.
+    Owner,
+}
+
+/// The access each team-level action needs.
+pub fn team_access(resource: TeamResource, action: Action, has_team: bool) -> TeamAccess {
+    match (resource, action) {
+        (TeamResource::Teams, _) if !has_team => TeamAccess::AnyUser,
+        (TeamResource::Teams, Action::Update) => TeamAccess::Owner,
+        (TeamResource::Members, Action::Create | Action::Update | Action::Delete) => {
+            TeamAccess::Owner
+        }
+        (TeamResource::ApiKeys, Action::Create | Action::Delete) => TeamAccess::Owner,
+        _ => TeamAccess::Member,
+    }
+}
+
+/// A signed-in user on a team-level route, with their membership of the path's team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamPrincipal {
+    pub session: Session,
+    /// `None` on `/teams` itself, which names no team.
+    pub membership: Option<Membership>,
+}
+
+/// What the `Authorization` header carries.
+#[derive(Debug)]
+pub enum Credential {
+    ApiKey(ApiKeySecret),
+    /// Anything that is not a `bs_` key is tried as a session token (a JWT).
+    Session(String),
 }
 
 /// The decision for one request, given the key's record: 401 for a revoked or expired
@@ -209,12 +275,7 @@ pub fn authorize(
     resource: Resource,
     access: Access,
 ) -> Result<Principal, ApiError> {
-    if key.revoked_at.is_some() {
-        return Err(ApiError::unauthorized("This API key has been revoked"));
-    }
-    if key.expires_at.is_some_and(|at| at <= now_epoch) {
-        return Err(ApiError::unauthorized("This API key has expired"));
-    }
+    check_key_usable(key, now_epoch)?;
     if key.team_id != team_id {
         return Err(ApiError::forbidden(
             "This API key does not belong to this team",
@@ -233,50 +294,147 @@ pub fn authorize(
         )));
     }
     Ok(Principal {
-        key_id: key.id.clone(),
         team_id: key.team_id.clone(),
         project_id: key.project_id.clone(),
+        caller: Caller::ApiKey {
+            key_id: key.id.clone(),
+        },
     })
 }
 
-/// Reads the `Authorization` header value into a well-formed secret, or a 401.
-pub fn parse_bearer(header: Option<&str>) -> Result<ApiKeySecret, ApiError> {
+/// Reads the `Authorization` header value: a well-formed `bs_` key, or a token to verify as
+/// a session; a 401 otherwise.
+pub fn parse_credential(header: Option<&str>) -> Result<Credential, ApiError> {
     let header = header.ok_or_else(|| {
-        ApiError::unauthorized("Missing API key: send it as Authorization: Bearer bs_...")
+        ApiError::unauthorized(
+            "Missing credentials: send an API key or a session token as Authorization: Bearer ...",
+        )
     })?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::unauthorized("Invalid Authorization header: expected Bearer bs_...")
+            ApiError::unauthorized(
+                "Invalid Authorization header: expected Bearer <API key or session token>",
+            )
         })?;
-    ApiKeySecret::parse(token.trim()).ok_or_else(|| ApiError::unauthorized("Invalid API key"))
+    if token.starts_with(SECRET_PREFIX) {
+        return ApiKeySecret::parse(token)
+            .map(Credential::ApiKey)
+            .ok_or_else(|| ApiError::unauthorized("Invalid API key"));
+    }
+    // A JWT is three base64url parts; anything else is neither a key nor a token.
+    let jwt_shaped = token.split('.').count() == 3
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
+    if jwt_shaped {
+        Ok(Credential::Session(token.to_owned()))
+    } else {
+        Err(ApiError::unauthorized(
+            "Invalid credentials: not an API key (bs_...) or a session token",
+        ))
+    }
 }
 
-/// Looks keys and projects up in the table, remembering what it found for `ttl` in the
-/// warm container so a warm request costs no extra DynamoDB call. A revoked key therefore
-/// keeps working for at most `ttl` in a container that has it cached; expiry is checked
-/// on every request.
-pub struct Authenticator {
+/// Reads the `Authorization` header value into a well-formed API key secret, or a 401.
+pub fn parse_bearer(header: Option<&str>) -> Result<ApiKeySecret, ApiError> {
+    match parse_credential(header)? {
+        Credential::ApiKey(secret) => Ok(secret),
+        Credential::Session(_) => Err(ApiError::unauthorized("Invalid API key")),
+    }
+}
+
+/// Entries a warm container remembers for a while, so a warm request costs no extra read.
+struct TtlCache<K, V> {
     ttl: Duration,
-    keys: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
-    projects: Mutex<HashMap<(String, String), Instant>>,
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        let (value, at) = entries.get(key)?;
+        (at.elapsed() < self.ttl).then(|| value.clone())
+    }
+
+    fn insert(&self, key: K, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, (value, Instant::now()));
+        }
+    }
+
+    fn remove(&self, key: &K) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+}
+
+/// Looks keys, memberships and projects up in the table, remembering what it found for
+/// `ttl` in the warm container so a warm request costs no extra DynamoDB call. A revoked
+/// key or a removed member therefore keeps working for at most `ttl` in a container that
+/// has it cached (a revocation through this process's own API forgets it at once); expiry
+/// is checked on every request. Team-level routes always read the membership afresh.
+pub struct Authenticator {
+    keys: TtlCache<String, ApiKeyRecord>,
+    projects: TtlCache<(String, String), ()>,
+    members: TtlCache<(String, String), Membership>,
+    /// When this container last wrote a key's `lastUsedAt`.
+    touched: TtlCache<String, ()>,
+    sessions: Option<SessionVerifier>,
 }
 
 /// Bound on cached entries, so a flood of distinct keys cannot grow memory without end.
 const CACHE_CAPACITY: usize = 1024;
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("ttl", &self.keys.ttl)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Authenticator {
     pub fn new(ttl: Duration) -> Self {
+        Self::with_sessions(ttl, None)
+    }
+
+    /// With sessions of `issuer` accepted beside API keys.
+    pub fn with_sessions(ttl: Duration, issuer: Option<SessionVerifier>) -> Self {
         Self {
-            ttl,
-            keys: Mutex::new(HashMap::new()),
-            projects: Mutex::new(HashMap::new()),
+            keys: TtlCache::new(ttl),
+            projects: TtlCache::new(ttl),
+            members: TtlCache::new(ttl),
+            touched: TtlCache::new(Duration::from_secs(LAST_USED_INTERVAL_SECS as u64)),
+            sessions: issuer,
         }
     }
 
-    /// Authenticates the bearer key and authorizes it for `team_id`/`project_id`, then
+    pub fn from_issuer_config(ttl: Duration, issuer: Option<&IssuerConfig>) -> Self {
+        Self::with_sessions(ttl, issuer.cloned().map(SessionVerifier::new))
+    }
+
+    /// Authenticates the caller and authorizes them for `team_id`/`project_id`, then
     /// checks that the project exists in the team (404 `Project not found` otherwise).
+    /// A session needs a membership of the team (404 `Team not found` otherwise).
     pub async fn authenticate(
         &self,
         store: &Store,
@@ -286,18 +444,157 @@ impl Authenticator {
         resource: Resource,
         access: Access,
     ) -> Result<Principal, ApiError> {
-        let secret = parse_bearer(authorization)?;
-        let key = self.key_record(store, &secret).await?;
-        let principal = authorize(
-            &key,
-            clock::now_epoch(),
-            team_id,
-            project_id,
-            resource,
-            access,
-        )?;
+        let principal = match parse_credential(authorization)? {
+            Credential::ApiKey(secret) => {
+                let key = self.key_record(store, &secret).await?;
+                let principal = authorize(
+                    &key,
+                    clock::now_epoch(),
+                    team_id,
+                    project_id,
+                    resource,
+                    access,
+                )?;
+                self.note_use(store, &secret, &key).await;
+                principal
+            }
+            Credential::Session(token) => {
+                let session = self.verify_session(&token).await?;
+                let membership = self.cached_membership(store, team_id, &session).await?;
+                Principal {
+                    team_id: team_id.to_owned(),
+                    project_id: None,
+                    caller: Caller::Session {
+                        user_id: session.user_id,
+                        role: membership.role,
+                    },
+                }
+            }
+        };
         self.ensure_project(store, team_id, project_id).await?;
         Ok(principal)
+    }
+
+    /// Authenticates a session for a team-level route and checks the role it needs. An API
+    /// key, however valid, is 403 `session_required` there.
+    pub async fn authenticate_team(
+        &self,
+        store: &Store,
+        authorization: Option<&str>,
+        route: &TeamRoute,
+    ) -> Result<TeamPrincipal, ApiError> {
+        let token = match parse_credential(authorization)? {
+            Credential::ApiKey(secret) => {
+                let key = self.key_record(store, &secret).await?;
+                check_key_usable(&key, clock::now_epoch())?;
+                return Err(ApiError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "session_required",
+                    "This endpoint needs a dashboard session; API keys cannot manage teams",
+                ));
+            }
+            Credential::Session(token) => token,
+        };
+        let session = self.verify_session(&token).await?;
+        let Some(team_id) = route.team_id.as_deref() else {
+            return Ok(TeamPrincipal {
+                session,
+                membership: None,
+            });
+        };
+        let membership = self.read_membership(store, team_id, &session).await?;
+        if team_access(route.resource, route.action, true) == TeamAccess::Owner
+            && membership.role != Role::Owner
+        {
+            return Err(ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "owner_required",
+                "Only an owner of this team may do this",
+            ));
+        }
+        Ok(TeamPrincipal {
+            session,
+            membership: Some(membership),
+        })
+    }
+
+    async fn verify_session(&self, token: &str) -> Result<Session, ApiError> {
+        match &self.sessions {
+            Some(verifier) => verifier.verify(token).await,
+            None => Err(ApiError::unauthorized(
+                "Invalid API key: this deployment accepts no session tokens",
+            )),
+        }
+    }
+
+    /// The caller's membership of `team_id` (cached like keys), its profile kept current.
+    async fn cached_membership(
+        &self,
+        store: &Store,
+        team_id: &str,
+        session: &Session,
+    ) -> Result<Membership, ApiError> {
+        let cache_key = (team_id.to_owned(), session.user_id.clone());
+        if let Some(membership) = self.members.get(&cache_key) {
+            return Ok(membership);
+        }
+        let membership = self.read_membership(store, team_id, session).await?;
+        self.members.insert(cache_key, membership.clone());
+        Ok(membership)
+    }
+
+    /// The caller's membership of `team_id` as the table has it now, or 404 `Team not
+    /// found` (for a team that does not exist as for one they are not in).
+    async fn read_membership(
+        &self,
+        store: &Store,
+        team_id: &str,
+        session: &Session,
+    ) -> Result<Membership, ApiError> {
+        // An ID of another form names no team (and an over-long one is no DynamoDB key).
+        if !crate::ids::IdKind::Team.matches(team_id) {
+            return Err(TeamResource::Teams.not_found());
+        }
+        let membership = store
+            .get_membership(team_id, &session.user_id)
+            .await?
+            .ok_or_else(|| TeamResource::Teams.not_found())?;
+        Ok(self.refresh_profile(store, membership, session).await)
+    }
+
+    /// Where the token's `email`/`name` differ from what the membership shows, records
+    /// them (best effort: a failure is logged and the request goes on).
+    async fn refresh_profile(
+        &self,
+        store: &Store,
+        membership: Membership,
+        session: &Session,
+    ) -> Membership {
+        let email = session.email.clone().or_else(|| membership.email.clone());
+        let name = session.name.clone().or_else(|| membership.name.clone());
+        if email == membership.email && name == membership.name {
+            return membership;
+        }
+        let updated = Membership {
+            email,
+            name,
+            ..membership
+        };
+        if let Err(err) = store.refresh_member_profile(&updated).await {
+            tracing::warn!(code = err.code, "could not record a member's profile");
+        }
+        updated
+    }
+
+    /// Forgets what this container cached about a key (after revoking it here).
+    pub fn forget_key(&self, hash: &str) {
+        self.keys.remove(&hash.to_owned());
+    }
+
+    /// Forgets what this container cached about a membership (after changing it here).
+    pub fn forget_membership(&self, team_id: &str, user_id: &str) {
+        self.members
+            .remove(&(team_id.to_owned(), user_id.to_owned()));
     }
 
     async fn key_record(
@@ -306,28 +603,30 @@ impl Authenticator {
         secret: &ApiKeySecret,
     ) -> Result<ApiKeyRecord, ApiError> {
         let hash = secret.hash();
-        if let Some(record) = self.cached_key(&hash) {
+        if let Some(record) = self.keys.get(&hash) {
             return Ok(record);
         }
         let record = store
             .get_api_key_by_hash(&hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("Invalid API key"))?;
-        if !self.ttl.is_zero()
-            && let Ok(mut keys) = self.keys.lock()
-        {
-            if keys.len() >= CACHE_CAPACITY {
-                keys.clear();
-            }
-            keys.insert(hash, (record.clone(), Instant::now()));
-        }
+        self.keys.insert(hash, record.clone());
         Ok(record)
     }
 
-    fn cached_key(&self, hash: &str) -> Option<ApiKeyRecord> {
-        let keys = self.keys.lock().ok()?;
-        let (record, at) = keys.get(hash)?;
-        (at.elapsed() < self.ttl).then(|| record.clone())
+    /// Writes the key's `lastUsedAt` when it is older than [`LAST_USED_INTERVAL_SECS`] and
+    /// this container has not written it within that interval. Never fails the request.
+    async fn note_use(&self, store: &Store, secret: &ApiKeySecret, key: &ApiKeyRecord) {
+        let now = clock::now_epoch();
+        let since = now - LAST_USED_INTERVAL_SECS;
+        let hash = secret.hash();
+        if key.last_used_at.is_some_and(|at| at > since) || self.touched.get(&hash).is_some() {
+            return;
+        }
+        match store.touch_api_key(&hash, now, since).await {
+            Ok(_) => self.touched.insert(hash, ()),
+            Err(err) => tracing::warn!(code = err.code, "could not record a key's last use"),
+        }
     }
 
     async fn ensure_project(
@@ -337,30 +636,32 @@ impl Authenticator {
         project_id: &str,
     ) -> Result<(), ApiError> {
         let cache_key = (team_id.to_owned(), project_id.to_owned());
-        let cached = self
-            .projects
-            .lock()
-            .ok()
-            .and_then(|p| p.get(&cache_key).copied())
-            .is_some_and(|at| at.elapsed() < self.ttl);
-        if cached {
+        if self.projects.get(&cache_key).is_some() {
             return Ok(());
         }
-        match store.get_project(project_id).await? {
-            Some(project) if project.team_id == team_id => {
-                if !self.ttl.is_zero()
-                    && let Ok(mut projects) = self.projects.lock()
-                {
-                    if projects.len() >= CACHE_CAPACITY {
-                        projects.clear();
-                    }
-                    projects.insert(cache_key, Instant::now());
-                }
+        // An ID of another form names nothing (and an over-long one is no DynamoDB key).
+        if !crate::ids::IdKind::Project.matches(project_id) {
+            return Err(ApiError::not_found("Project not found"));
+        }
+        match store.get_team_project(team_id, project_id).await? {
+            Some(_) => {
+                self.projects.insert(cache_key, ());
                 Ok(())
             }
-            _ => Err(ApiError::not_found("Project not found")),
+            None => Err(ApiError::not_found("Project not found")),
         }
     }
+}
+
+/// 401 for a revoked or expired key.
+fn check_key_usable(key: &ApiKeyRecord, now_epoch: i64) -> Result<(), ApiError> {
+    if key.revoked_at.is_some() {
+        return Err(ApiError::unauthorized("This API key has been revoked"));
+    }
+    if key.expires_at.is_some_and(|at| at <= now_epoch) {
+        return Err(ApiError::unauthorized("This API key has expired"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -379,6 +680,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             created_at: 0,
+            last_used_at: None,
         }
     }
 

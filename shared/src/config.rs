@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use crate::session::IssuerConfig;
+
 /// Where the table and Stripe are, and the knobs of the request path.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
@@ -19,6 +21,9 @@ pub struct Config {
     /// `AUTH_CACHE_TTL_SECONDS` (default 30): how long a warm container trusts a key it
     /// looked up, i.e. the longest a revoked key may keep working there.
     pub auth_cache_ttl: Duration,
+    /// `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_JWKS_URL`: who signs dashboard sessions. `None`
+    /// (no `AUTH_ISSUER`): only API keys are accepted.
+    pub sessions: Option<IssuerConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -30,6 +35,7 @@ impl std::fmt::Debug for Config {
             .field("stripe_api_base", &self.stripe_api_base)
             .field("stripe_timeout", &self.stripe_timeout)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -83,7 +89,19 @@ impl Config {
                 return Err("set STRIPE_SECRET_KEY, or STRIPE_SECRET_PARAM (an SSM SecureString parameter name)".into());
             }
         };
+        let sessions = match (var("AUTH_ISSUER"), var("AUTH_AUDIENCE")) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err("AUTH_ISSUER is set but AUTH_AUDIENCE is not: set the audience (or Cognito app client ID) session tokens must carry".into());
+            }
+            (Some(issuer), Some(audience)) => Some(IssuerConfig {
+                issuer,
+                audience,
+                jwks_url: var("AUTH_JWKS_URL"),
+            }),
+        };
         Ok(Self {
+            sessions,
             table_name,
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
             stripe_secret,

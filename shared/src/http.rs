@@ -10,10 +10,11 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{Principal, TeamPrincipal};
 use crate::error::ApiError;
-use crate::routing::{Action, Resource, Route, route};
-use crate::store::IdempotencyClaim;
+use crate::model::Role;
+use crate::routing::{Action, Matched, Resource, Route, TeamResource, TeamRoute, route};
+use crate::store::{IdempotencyClaim, IdempotencyScope};
 use sha2::{Digest, Sha256};
 
 /// A routed, authenticated request, as a handler sees it.
@@ -67,6 +68,45 @@ impl ApiRequest {
         } else {
             Err(resource.not_found())
         }
+    }
+}
+
+/// A routed team-level request with its signed-in user, as the teams handlers see it.
+pub struct TeamRequest {
+    pub route: TeamRoute,
+    pub principal: TeamPrincipal,
+    /// The raw query string (URL-encoded).
+    pub query: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for TeamRequest {
+    // Never the body or headers: they may carry personal data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamRequest")
+            .field("route", &self.route.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TeamRequest {
+    /// The path's team (empty on `/teams` itself).
+    pub fn team_id(&self) -> &str {
+        self.route.team_id.as_deref().unwrap_or_default()
+    }
+
+    /// The path's object ID below the team (a user ID, a project or key ID).
+    pub fn object_id(&self) -> &str {
+        self.route.object_id.as_deref().unwrap_or_default()
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.principal.session.user_id
+    }
+
+    /// The caller's role in the path's team.
+    pub fn role(&self) -> Option<Role> {
+        self.principal.membership.as_ref().map(|m| m.role)
     }
 }
 
@@ -140,7 +180,13 @@ struct Claim {
 
 /// Checks a client's `Idempotency-Key` on a create: the first use runs, a retry of the
 /// same request replays the first answer, the same key with another request is refused.
-async fn claim_key(app: &App, route: &Route, key: &str, body: &[u8]) -> Result<Claim, ApiError> {
+async fn claim_key(
+    app: &App,
+    scope: IdempotencyScope<'_>,
+    route_name: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<Claim, ApiError> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid(
             "Idempotency-Key",
@@ -148,7 +194,7 @@ async fn claim_key(app: &App, route: &Route, key: &str, body: &[u8]) -> Result<C
         ));
     }
     let mut hasher = Sha256::new();
-    hasher.update(route.name().as_bytes());
+    hasher.update(route_name.as_bytes());
     hasher.update([0]);
     hasher.update(body);
     let fingerprint: String = hasher
@@ -158,12 +204,7 @@ async fn claim_key(app: &App, route: &Route, key: &str, body: &[u8]) -> Result<C
         .collect();
     let claim = app
         .store
-        .claim_idempotency_key(
-            &route.project_id,
-            key,
-            &fingerprint,
-            crate::clock::now_epoch(),
-        )
+        .claim_idempotency_key(scope, key, &fingerprint, crate::clock::now_epoch())
         .await?;
     let replay = match claim {
         IdempotencyClaim::Claimed => None,
@@ -193,6 +234,46 @@ async fn claim_key(app: &App, route: &Route, key: &str, body: &[u8]) -> Result<C
     })
 }
 
+/// Runs `handler` under the client's `Idempotency-Key` (on creates only): a replay answers
+/// the kept answer, a first use keeps the answer of a request that ran to its end.
+async fn with_idempotency<Fut>(
+    app: &App,
+    scope: IdempotencyScope<'_>,
+    route_name: &str,
+    idempotency_key: Option<&str>,
+    body: &[u8],
+    handler: Fut,
+) -> Result<Answer, ApiError>
+where
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    let claim = match idempotency_key {
+        Some(key) => Some(claim_key(app, scope, route_name, key, body).await?),
+        None => None,
+    };
+    if let Some(replay) = claim.as_ref().and_then(|c| c.replay.clone()) {
+        return Ok(replay);
+    }
+    let result = handler.await.map(Answer::from);
+    if let Some(claim) = claim {
+        match &result {
+            // Only answers of a request that ran to its end are kept, as Stripe does.
+            Ok(answer) => {
+                app.store
+                    .complete_idempotency_key(
+                        scope,
+                        &claim.key,
+                        answer.status.as_u16(),
+                        &answer.body,
+                    )
+                    .await?
+            }
+            Err(_) => app.store.release_idempotency_key(scope, &claim.key).await,
+        }
+    }
+    result
+}
+
 /// Serves one request with `handler`, which answers the routes of its resources (and 404s
 /// the others). Authentication and authorization happen here, before the handler runs.
 pub async fn serve<H, Fut>(app: &App, request: Request, handler: H) -> Response<Body>
@@ -200,25 +281,16 @@ where
     H: FnOnce(ApiRequest) -> Fut,
     Fut: Future<Output = Result<ApiResponse, ApiError>>,
 {
-    let started = Instant::now();
-    let request_id = request
-        .lambda_context_ref()
-        .map(|ctx| ctx.request_id.clone())
-        .unwrap_or_default();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let matched = route(&method, &path);
-    let route_name = matched
-        .as_ref()
-        .map(Route::name)
-        .unwrap_or_else(|_| "unmatched".to_owned());
-    let (team_id, project_id) = matched
-        .as_ref()
-        .map(|r| (r.team_id.clone(), r.project_id.clone()))
-        .unwrap_or_default();
-
-    let result = async {
-        let route = matched?;
+    answer(request, |matched, request: Request| async move {
+        let route = match matched {
+            Matched::Project(route) => route,
+            Matched::Team(route) => {
+                return Err(ApiError::not_found(format!(
+                    "No route for {}",
+                    route.name()
+                )));
+            }
+        };
         let headers = request.headers();
         let principal = app
             .auth
@@ -233,45 +305,121 @@ where
             .await?;
         let idempotency_key = header(headers, "idempotency-key").map(str::to_owned);
         let body = request.body().as_ref().to_vec();
-        let claim = match (&idempotency_key, route.action) {
-            (Some(key), Action::Create) => Some(claim_key(app, &route, key, &body).await?),
-            _ => None,
-        };
-        if let Some(replay) = claim.as_ref().and_then(|c| c.replay.clone()) {
-            return Ok(replay);
-        }
+        let route_name = route.name();
         let project_id = route.project_id.clone();
+        let claimed = (route.action == Action::Create)
+            .then_some(idempotency_key.as_deref())
+            .flatten();
         let api_request = ApiRequest {
             principal,
             query: request.uri().query().map(str::to_owned),
-            idempotency_key,
-            body,
+            idempotency_key: idempotency_key.clone(),
+            body: body.clone(),
             route,
         };
-        let result = handler(api_request).await.map(Answer::from);
-        if let Some(claim) = claim {
-            match &result {
-                // Only answers of a request that ran to its end are kept, as Stripe does.
-                Ok(answer) => {
-                    app.store
-                        .complete_idempotency_key(
-                            &project_id,
-                            &claim.key,
-                            answer.status.as_u16(),
-                            &answer.body,
-                        )
-                        .await?
-                }
-                Err(_) => {
-                    app.store
-                        .release_idempotency_key(&project_id, &claim.key)
-                        .await
-                }
+        with_idempotency(
+            app,
+            IdempotencyScope::Project(&project_id),
+            &route_name,
+            claimed,
+            &body,
+            handler(api_request),
+        )
+        .await
+    })
+    .await
+}
+
+/// Serves one team-level request with `handler`: sessions only, with the role the route
+/// needs checked here, before the handler runs.
+pub async fn serve_team<H, Fut>(app: &App, request: Request, handler: H) -> Response<Body>
+where
+    H: FnOnce(TeamRequest) -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    answer(request, |matched, request: Request| async move {
+        let route = match matched {
+            Matched::Team(route) => route,
+            Matched::Project(route) => {
+                return Err(ApiError::not_found(format!("No route for {}", route.name())));
             }
+        };
+        let headers = request.headers();
+        let principal = app
+            .auth
+            .authenticate_team(&app.store, header(headers, "authorization"), &route)
+            .await?;
+        let idempotency_key = header(headers, "idempotency-key")
+            .filter(|_| route.action == Action::Create)
+            .map(str::to_owned);
+        if idempotency_key.is_some() && route.resource == TeamResource::ApiKeys {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key is not accepted when creating an API key: its secret is shown once and never stored, so no answer could be replayed",
+            ));
         }
-        result
-    }
-    .await;
+        let body = request.body().as_ref().to_vec();
+        let route_name = route.name();
+        let user_id = principal.session.user_id.clone();
+        let team_id = route.team_id.clone();
+        let scope = match &team_id {
+            Some(team_id) => IdempotencyScope::Team(team_id),
+            None => IdempotencyScope::User(&user_id),
+        };
+        let team_request = TeamRequest {
+            principal,
+            query: request.uri().query().map(str::to_owned),
+            body: body.clone(),
+            route,
+        };
+        with_idempotency(
+            app,
+            scope,
+            &route_name,
+            idempotency_key.as_deref(),
+            &body,
+            handler(team_request),
+        )
+        .await
+    })
+    .await
+}
+
+/// Routes `request`, runs `run` on the match, maps the outcome to a JSON response and
+/// writes the one log line of the request.
+async fn answer<F, Fut>(request: Request, run: F) -> Response<Body>
+where
+    F: FnOnce(Matched, Request) -> Fut,
+    Fut: Future<Output = Result<Answer, ApiError>>,
+{
+    let started = Instant::now();
+    let request_id = request
+        .lambda_context_ref()
+        .map(|ctx| ctx.request_id.clone())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let matched = route(&method, &path);
+    let route_name = matched
+        .as_ref()
+        .map(Matched::name)
+        .unwrap_or_else(|_| "unmatched".to_owned());
+    let (team_id, project_id) = matched
+        .as_ref()
+        .map(|m| {
+            (
+                m.team_id().unwrap_or_default().to_owned(),
+                m.project_id().unwrap_or_default().to_owned(),
+            )
+        })
+        .unwrap_or_default();
+
+    let result = match matched {
+        // Boxed: one allocation per request keeps the nesting of async types shallow
+        // enough for rustc's layout queries wherever this future is awaited.
+        Ok(matched) => Box::pin(run(matched, request)).await,
+        Err(err) => Err(err),
+    };
 
     let (status, response, error_code) = match result {
         Ok(ok) => {
@@ -316,6 +464,20 @@ where
     serve_lambda(App::from_config(&config).await?, handler).await
 }
 
+/// [`run_lambda`] for the team-level function: every invocation through [`serve_team`].
+pub async fn run_team_lambda<H, Fut>(handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(&'static App, TeamRequest) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiResponse, ApiError>> + Send,
+{
+    init_tracing();
+    let config = crate::config::Config::from_env()?;
+    run_service(App::from_config(&config).await?, move |app, request| {
+        serve_team(app, request, move |req| handler(app, req))
+    })
+    .await
+}
+
 /// Serves every invocation with `app` and `handler` through [`serve`], until the runtime
 /// stops.
 pub async fn serve_lambda<H, Fut>(app: App, handler: H) -> Result<(), lambda_http::Error>
@@ -323,13 +485,23 @@ where
     H: Fn(&'static App, ApiRequest) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Result<ApiResponse, ApiError>> + Send,
 {
-    // Lives as long as the process, as Lambda keeps it.
+    run_service(app, move |app, request| {
+        serve(app, request, move |req| handler(app, req))
+    })
+    .await
+}
+
+/// Hands every invocation to `serve` with `app`, which lives as long as the process (as
+/// Lambda keeps it).
+async fn run_service<S, Fut>(app: App, serve: S) -> Result<(), lambda_http::Error>
+where
+    S: Fn(&'static App, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send,
+{
     let app: &'static App = Box::leak(Box::new(app));
-    lambda_http::run(lambda_http::service_fn(
-        move |request: Request| async move {
-            Ok::<_, lambda_http::Error>(serve(app, request, |req| handler(app, req)).await)
-        },
-    ))
+    lambda_http::run(lambda_http::service_fn(move |request: Request| async move {
+        Ok::<_, lambda_http::Error>(serve(app, request).await)
+    }))
     .await
 }
 

@@ -12,7 +12,9 @@ pub mod http;
 pub mod ids;
 pub mod input;
 pub mod model;
+pub mod outbound;
 pub mod routing;
+pub mod session;
 pub mod store;
 pub mod stripe;
 

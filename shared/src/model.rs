@@ -12,11 +12,70 @@ pub struct Team {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// Teams written before renames existed have none: their creation time stands in.
+    #[serde(default)]
+    pub updated_at: i64,
+    /// How many members are owners; changed only in the transaction that changes a role,
+    /// so that a team never loses its last owner, however requests race.
+    #[serde(default)]
+    pub owner_count: u32,
 }
 
 impl Team {
+    /// The team as `role` (the caller's role in it, if any) sees it.
+    pub fn to_json(&self, role: Option<Role>) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "role": role,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at.max(self.created_at)),
+        })
+    }
+}
+
+/// A member's role in a team. Both read and write every project of the team; owners also
+/// manage members, API keys and the Stripe connection, and rename the team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// A user's membership of a team. The user is the session token's `sub`; `email` and `name`
+/// are what the owner gave or what the user's own token last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    pub team_id: String,
+    pub user_id: String,
+    pub role: Role,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+impl Membership {
     pub fn to_json(&self) -> Value {
-        json!({"id": self.id, "name": self.name, "createdAt": rfc3339(self.created_at)})
+        json!({
+            "userId": self.user_id,
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "createdAt": rfc3339(self.created_at),
+        })
     }
 }
 
@@ -27,6 +86,9 @@ pub struct Project {
     pub team_id: String,
     pub name: String,
     pub created_at: i64,
+    /// Projects written before renames existed have none: their creation time stands in.
+    #[serde(default)]
+    pub updated_at: i64,
 }
 
 impl Project {
@@ -36,6 +98,7 @@ impl Project {
             "teamId": self.team_id,
             "name": self.name,
             "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at.max(self.created_at)),
         })
     }
 }

@@ -94,37 +94,193 @@ impl Route {
     }
 }
 
-/// Matches `/api/billstack/teams/{teamId}/projects/{projectId}/{resource}[/{id}]`.
+/// A team-level resource: all of them served by the teams function, sessions only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TeamResource {
+    /// `/teams` and `/teams/{teamId}`.
+    Teams,
+    Members,
+    Projects,
+    ApiKeys,
+}
+
+impl TeamResource {
+    pub fn segment(self) -> &'static str {
+        match self {
+            TeamResource::Teams => "teams",
+            TeamResource::Members => "members",
+            TeamResource::Projects => "projects",
+            TeamResource::ApiKeys => "api-keys",
+        }
+    }
+
+    /// The 404 for an object of this resource that does not exist in the team.
+    pub fn not_found(self) -> ApiError {
+        ApiError::not_found(match self {
+            TeamResource::Teams => "Team not found",
+            TeamResource::Members => "Member not found",
+            TeamResource::Projects => "Project not found",
+            TeamResource::ApiKeys => "API key not found",
+        })
+    }
+
+    /// The actions each resource has, on its collection and on one of its objects.
+    fn action(self, method: &Method, item: bool) -> Option<Action> {
+        use TeamResource::*;
+        match (self, item, method) {
+            (_, false, &Method::GET) => Some(Action::List),
+            (_, false, &Method::POST) => Some(Action::Create),
+            (Teams | Projects | ApiKeys, true, &Method::GET) => Some(Action::Get),
+            (Teams | Members | Projects, true, &Method::PATCH) => Some(Action::Update),
+            (Members | ApiKeys, true, &Method::DELETE) => Some(Action::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A matched team-level route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRoute {
+    /// The path's team; `None` on `/teams` itself.
+    pub team_id: Option<String>,
+    pub resource: TeamResource,
+    pub action: Action,
+    /// The object ID from the path (a member's user ID percent-decoded), for item routes
+    /// below a team. `GET`/`PATCH /teams/{teamId}` name the team in `team_id` only.
+    pub object_id: Option<String>,
+}
+
+impl TeamRoute {
+    /// A short, log-safe name such as `PATCH /teams/{id}/members/{id}`.
+    pub fn name(&self) -> String {
+        let method = match self.action {
+            Action::List | Action::Get => "GET",
+            Action::Create => "POST",
+            Action::Update => "PATCH",
+            Action::Delete => "DELETE",
+        };
+        match (
+            self.resource,
+            self.team_id.is_some(),
+            self.object_id.is_some(),
+        ) {
+            (TeamResource::Teams, false, _) => format!("{method} /teams"),
+            (TeamResource::Teams, true, _) => format!("{method} /teams/{{id}}"),
+            (resource, _, false) => format!("{method} /teams/{{id}}/{}", resource.segment()),
+            (resource, _, true) => format!("{method} /teams/{{id}}/{}/{{id}}", resource.segment()),
+        }
+    }
+}
+
+/// What a path names: a project's resource, or something of a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matched {
+    Project(Route),
+    Team(TeamRoute),
+}
+
+impl Matched {
+    pub fn name(&self) -> String {
+        match self {
+            Matched::Project(route) => route.name(),
+            Matched::Team(route) => route.name(),
+        }
+    }
+
+    pub fn team_id(&self) -> Option<&str> {
+        match self {
+            Matched::Project(route) => Some(&route.team_id),
+            Matched::Team(route) => route.team_id.as_deref(),
+        }
+    }
+
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            Matched::Project(route) => Some(&route.project_id),
+            Matched::Team(_) => None,
+        }
+    }
+}
+
+/// Matches every route of the API:
+/// `/api/billstack/teams[/{teamId}[/{members|projects|api-keys}[/{id}]]]` and
+/// `/api/billstack/teams/{teamId}/projects/{projectId}/{resource}[/{id}]`.
 /// Unknown paths are 404, known paths with another method are 405.
-pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+pub fn route(method: &Method, path: &str) -> Result<Matched, ApiError> {
     let no_route = || ApiError::not_found(format!("No route for {method} {path}"));
-    let rest = path.strip_prefix(BASE).ok_or_else(no_route)?;
+    let not_allowed = || ApiError::method_not_allowed(method.as_str(), path);
+    let rest = path
+        .strip_prefix(BASE.trim_end_matches('/'))
+        .ok_or_else(no_route)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let parts: Vec<&str> = rest.split('/').collect();
-    let (team_id, project_id, resource, object_id) = match parts.as_slice() {
-        [team, "projects", project, resource] => (*team, *project, *resource, None),
-        [team, "projects", project, resource, id] => (*team, *project, *resource, Some(*id)),
-        _ => return Err(no_route()),
+    let parts: Vec<&str> = match rest.strip_prefix('/') {
+        None if rest.is_empty() => Vec::new(),
+        None => return Err(no_route()),
+        Some(rest) => rest.split('/').collect(),
     };
-    let resource = Resource::from_segment(resource).ok_or_else(no_route)?;
-    if team_id.is_empty() || project_id.is_empty() || object_id.is_some_and(str::is_empty) {
+    if parts.iter().any(|p| p.is_empty()) {
         return Err(no_route());
     }
-    let action = match (object_id.is_some(), method) {
-        (false, &Method::GET) => Action::List,
-        (false, &Method::POST) => Action::Create,
-        (true, &Method::GET) => Action::Get,
-        (true, &Method::PATCH) => Action::Update,
-        (true, &Method::DELETE) => Action::Delete,
-        _ => return Err(ApiError::method_not_allowed(method.as_str(), path)),
+    let team = |resource: TeamResource, team_id: Option<&str>, object_id: Option<String>| {
+        let action = resource
+            .action(
+                method,
+                object_id.is_some() || (resource == TeamResource::Teams && team_id.is_some()),
+            )
+            .ok_or_else(not_allowed)?;
+        Ok(Matched::Team(TeamRoute {
+            team_id: team_id.map(str::to_owned),
+            resource,
+            action,
+            object_id,
+        }))
     };
-    Ok(Route {
-        team_id: team_id.to_owned(),
-        project_id: project_id.to_owned(),
-        resource,
-        action,
-        object_id: object_id.map(str::to_owned),
-    })
+    let team_resource = |segment: &str| {
+        [
+            TeamResource::Members,
+            TeamResource::Projects,
+            TeamResource::ApiKeys,
+        ]
+        .into_iter()
+        .find(|r| r.segment() == segment)
+    };
+    match parts.as_slice() {
+        [] => team(TeamResource::Teams, None, None),
+        [team_id] => team(TeamResource::Teams, Some(team_id), None),
+        [team_id, resource] => {
+            let resource = team_resource(resource).ok_or_else(no_route)?;
+            team(resource, Some(team_id), None)
+        }
+        [team_id, resource, id] => {
+            let resource = team_resource(resource).ok_or_else(no_route)?;
+            // A user ID comes from the identity provider and may hold any character.
+            let id = percent_encoding::percent_decode_str(id)
+                .decode_utf8()
+                .map_err(|_| no_route())?
+                .into_owned();
+            team(resource, Some(team_id), Some(id))
+        }
+        [team_id, "projects", project_id, resource, rest @ ..] if rest.len() <= 1 => {
+            let resource = Resource::from_segment(resource).ok_or_else(no_route)?;
+            let object_id = rest.first().copied();
+            let action = match (object_id.is_some(), method) {
+                (false, &Method::GET) => Action::List,
+                (false, &Method::POST) => Action::Create,
+                (true, &Method::GET) => Action::Get,
+                (true, &Method::PATCH) => Action::Update,
+                (true, &Method::DELETE) => Action::Delete,
+                _ => return Err(not_allowed()),
+            };
+            Ok(Matched::Project(Route {
+                team_id: (*team_id).to_owned(),
+                project_id: (*project_id).to_owned(),
+                resource,
+                action,
+                object_id: object_id.map(str::to_owned),
+            }))
+        }
+        _ => Err(no_route()),
+    }
 }
 
 #[cfg(test)]
@@ -132,9 +288,85 @@ mod tests {
     use super::*;
     use http::StatusCode;
 
+    fn project_route(method: &Method, path: &str) -> Result<Route, ApiError> {
+        match route(method, path)? {
+            Matched::Project(route) => Ok(route),
+            Matched::Team(route) => panic!("{path} is a team route: {route:?}"),
+        }
+    }
+
+    fn team_route(method: &Method, path: &str) -> TeamRoute {
+        match route(method, path).unwrap() {
+            Matched::Team(route) => route,
+            Matched::Project(route) => panic!("{path} is a project route: {route:?}"),
+        }
+    }
+
+    #[test]
+    fn matches_team_level_routes() {
+        let r = team_route(&Method::GET, "/api/billstack/teams");
+        assert_eq!(
+            (r.resource, r.action, r.team_id.clone()),
+            (TeamResource::Teams, Action::List, None)
+        );
+        assert_eq!(r.name(), "GET /teams");
+        let r = team_route(&Method::POST, "/api/billstack/teams/");
+        assert_eq!(r.action, Action::Create);
+        let r = team_route(&Method::PATCH, "/api/billstack/teams/team_1");
+        assert_eq!(
+            (r.resource, r.action),
+            (TeamResource::Teams, Action::Update)
+        );
+        assert_eq!(r.team_id.as_deref(), Some("team_1"));
+        assert_eq!(r.name(), "PATCH /teams/{id}");
+        let r = team_route(&Method::DELETE, "/api/billstack/teams/t/members/auth0%7C42");
+        assert_eq!(
+            (r.resource, r.action),
+            (TeamResource::Members, Action::Delete)
+        );
+        assert_eq!(r.object_id.as_deref(), Some("auth0|42"));
+        assert_eq!(r.name(), "DELETE /teams/{id}/members/{id}");
+        let r = team_route(&Method::GET, "/api/billstack/teams/t/projects/proj_1");
+        assert_eq!(
+            (r.resource, r.action),
+            (TeamResource::Projects, Action::Get)
+        );
+        let r = team_route(&Method::POST, "/api/billstack/teams/t/api-keys");
+        assert_eq!(
+            (r.resource, r.action),
+            (TeamResource::ApiKeys, Action::Create)
+        );
+        assert_eq!(r.name(), "POST /teams/{id}/api-keys");
+        for (method, path) in [
+            (Method::DELETE, "/api/billstack/teams/t"),
+            (Method::GET, "/api/billstack/teams/t/members/u"),
+            (Method::DELETE, "/api/billstack/teams/t/projects/proj_1"),
+            (Method::PATCH, "/api/billstack/teams/t/api-keys/key_1"),
+            (Method::PUT, "/api/billstack/teams"),
+        ] {
+            assert_eq!(
+                route(&method, path).unwrap_err().status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+        }
+        for path in [
+            "/api/billstack/teams/t/invoices",
+            "/api/billstack/teams/t/api-keys/k/x",
+            "/api/billstack/teamsx",
+            "/api/billstack/teams/t//members",
+        ] {
+            assert_eq!(
+                route(&Method::GET, path).unwrap_err().status,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+    }
+
     #[test]
     fn matches_collection_and_item_routes() {
-        let r = route(
+        let r = project_route(
             &Method::GET,
             "/api/billstack/teams/team_1/projects/proj_1/customers",
         )
@@ -146,10 +378,10 @@ mod tests {
         assert_eq!(r.team_id, "team_1");
         assert_eq!(r.project_id, "proj_1");
 
-        let r = route(&Method::POST, "/api/billstack/teams/t/projects/p/prices/").unwrap();
+        let r = project_route(&Method::POST, "/api/billstack/teams/t/projects/p/prices/").unwrap();
         assert_eq!((r.resource, r.action), (Resource::Prices, Action::Create));
 
-        let r = route(
+        let r = project_route(
             &Method::PATCH,
             "/api/billstack/teams/t/projects/p/products/pp_1",
         )
@@ -158,7 +390,7 @@ mod tests {
         assert_eq!(r.object_id.as_deref(), Some("pp_1"));
         assert_eq!(r.name(), "PATCH /products/{id}");
 
-        let r = route(
+        let r = project_route(
             &Method::DELETE,
             "/api/billstack/teams/t/projects/p/customers/pc_1",
         )
@@ -174,6 +406,7 @@ mod tests {
             "/api/billstack/teams/t/projects/p/invoices",
             "/api/billstack/teams/t/projects/p/customers/pc_1/extra",
             "/api/billstack/teams//projects/p/customers",
+            "/api/billstack/teams/t/projects/p/customers/pc_1/x/y",
             "/api/billstack/teams/t/customers",
         ] {
             assert_eq!(

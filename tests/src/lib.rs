@@ -6,17 +6,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use billstack::App;
-use billstack::admin::{self, NewApiKey};
+use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::auth::ApiKeyRecord;
-use billstack::config::{Config, StripeSecret};
+use billstack::config::{Config, IssuerConfig, StripeSecret};
 use billstack::lambda_http::{Body, Request};
-use billstack::model::{Project, Team};
+use billstack::model::{Project, Role, Team};
 use billstack::store::Store;
 use devstack::{DynamoDbLocal, DynamoProxy};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use stripe_emulator::StripeEmulator;
 
+pub use dev_issuer::{DevIssuer, TokenRequest};
 pub use stripe_emulator::{Fault, FaultTiming};
 
 const TABLE: &str = "billstack-test";
@@ -71,6 +72,10 @@ pub struct TestEnv {
     pub project: Project,
     /// A full-access key of the team.
     pub key: String,
+    /// This env's own OIDC issuer, which the app trusts for sessions.
+    pub issuer: DevIssuer,
+    /// The user ID of the team's owner (a member with role `owner`).
+    pub owner: String,
 }
 
 pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
@@ -81,6 +86,16 @@ pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
         stripe_api_base: Some(stripe_url.to_owned()),
         stripe_timeout: Duration::from_secs(5),
         auth_cache_ttl,
+        sessions: None,
+    }
+}
+
+/// Sessions of `issuer`, with the audience it mints for by default.
+pub fn issuer_config(issuer: &DevIssuer) -> IssuerConfig {
+    IssuerConfig {
+        issuer: issuer.url().to_owned(),
+        audience: dev_issuer::DEFAULT_AUDIENCE.to_owned(),
+        jwks_url: None,
     }
 }
 
@@ -104,9 +119,13 @@ impl TestEnv {
         let dynamo = DynamoProxy::start(&endpoint().await)
             .await
             .expect("dynamodb proxy");
+        let issuer = DevIssuer::start(0)
+            .await
+            .expect("start the development issuer");
         // The app is built exactly as a function's `main` builds it.
         let config = Config {
             dynamodb_endpoint: Some(dynamo.endpoint().to_owned()),
+            sessions: Some(issuer_config(&issuer)),
             ..config(&stripe.url(), ttl)
         };
         let app = Arc::new(App::from_config(&config).await.expect("app"));
@@ -124,6 +143,18 @@ impl TestEnv {
         )
         .await
         .expect("key");
+        let owner = format!("owner_of_{}", team.id);
+        admin::add_member(
+            &store,
+            &team.id,
+            &NewMember {
+                user_id: owner.clone(),
+                role: Role::Owner,
+                email: None,
+            },
+        )
+        .await
+        .expect("owner");
         Self {
             app,
             store,
@@ -132,7 +163,34 @@ impl TestEnv {
             team,
             project,
             key: secret.expose().to_owned(),
+            issuer,
+            owner,
         }
+    }
+
+    /// A session token of `user_id` from this env's issuer.
+    pub fn token(&self, user_id: &str) -> String {
+        self.issuer.token_for(user_id)
+    }
+
+    /// A session token of the team's owner.
+    pub fn owner_token(&self) -> String {
+        self.token(&self.owner)
+    }
+
+    /// Adds `user_id` to this env's team with `role`.
+    pub async fn add_member(&self, user_id: &str, role: Role) {
+        admin::add_member(
+            &self.store,
+            &self.team.id,
+            &NewMember {
+                user_id: user_id.to_owned(),
+                role,
+                email: None,
+            },
+        )
+        .await
+        .expect("member");
     }
 
     /// Another key of this env's team.

@@ -86,6 +86,7 @@ async fn revoked_and_expired_keys_are_401() {
         expires_at: Some(clock::now_epoch() - 1),
         revoked_at: None,
         created_at: clock::now_epoch() - 100,
+        last_used_at: None,
     };
     env.store
         .put_api_key(&expired.hash(), &record)
@@ -299,13 +300,12 @@ async fn admin_refuses_bad_key_parameters() {
         project_id: Some("proj_nope".into()),
         ..Default::default()
     };
-    assert_eq!(
-        admin::create_api_key(&env.store, &env.team.id, &foreign)
-            .await
-            .unwrap_err()
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    // A project that is not this team's is a bad parameter (team-api.md), named as such.
+    let err = admin::create_api_key(&env.store, &env.team.id, &foreign)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    assert_eq!(err.param.as_deref(), Some("projectId"));
     let (record, _) = env
         .key_with(scoped(&[
             "customers:read",

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use billstack::admin::NewApiKey;
+use billstack::auth::ApiKeySecret;
+use billstack::model::Role;
 use billstack::routing::Resource;
 use billstack_tests::TestEnv;
 use http::Method;
@@ -77,6 +79,18 @@ const KNOWN: &[(&str, &str)] = &[
     ("customerEmail", "that customer's email"),
     ("productId", "a seeded product of the project"),
     ("priceId", "a seeded price of that product"),
+    ("sessionToken", "a session token of the team's owner"),
+    ("ownerUserId", "the user ID of the team's owner"),
+    (
+        "memberSessionToken",
+        "a session token of a plain member (role member) of the team",
+    ),
+    ("memberUserId", "that member's user ID"),
+    (
+        "outsiderSessionToken",
+        "a session token of a signed-in user who belongs to no team",
+    ),
+    ("apiKeyId", "the ID of the {{apiKey}} key's record"),
 ];
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -123,6 +137,30 @@ async fn seed(
             })
             .await;
         values.insert("otherProjectApiKey".into(), key);
+    }
+    values.insert("sessionToken".into(), env.owner_token());
+    values.insert("ownerUserId".into(), env.owner.clone());
+    if wants("memberSessionToken") || wants("memberUserId") {
+        let member = format!("member_of_{}", env.team.id);
+        env.add_member(&member, Role::Member).await;
+        values.insert("memberSessionToken".into(), env.token(&member));
+        values.insert("memberUserId".into(), member);
+    }
+    if wants("outsiderSessionToken") {
+        values.insert(
+            "outsiderSessionToken".into(),
+            env.token(&format!("outsider_of_{}", env.team.id)),
+        );
+    }
+    if wants("apiKeyId") {
+        let secret = ApiKeySecret::parse(&env.key).ok_or("the env's key is malformed")?;
+        let record = env
+            .store
+            .get_api_key_by_hash(&secret.hash())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the env's key is not in the table")?;
+        values.insert("apiKeyId".into(), record.id);
     }
     if wants("customerId") || wants("customerEmail") {
         let email = "seeded.customer@example.com";
@@ -403,6 +441,30 @@ fn every_route_has_an_event() {
             if !covered.contains(&route) {
                 missing.push(route);
             }
+        }
+    }
+    let teams = "/api/billstack/teams";
+    let team = format!("{teams}/{{teamId}}");
+    for route in [
+        format!("GET {teams}"),
+        format!("POST {teams}"),
+        format!("GET {team}"),
+        format!("PATCH {team}"),
+        format!("GET {team}/members"),
+        format!("POST {team}/members"),
+        format!("PATCH {team}/members/{{userId}}"),
+        format!("DELETE {team}/members/{{userId}}"),
+        format!("GET {team}/projects"),
+        format!("POST {team}/projects"),
+        format!("GET {team}/projects/{{projectId}}"),
+        format!("PATCH {team}/projects/{{projectId}}"),
+        format!("GET {team}/api-keys"),
+        format!("POST {team}/api-keys"),
+        format!("GET {team}/api-keys/{{keyId}}"),
+        format!("DELETE {team}/api-keys/{{keyId}}"),
+    ] {
+        if !covered.contains(&route) {
+            missing.push(route);
         }
     }
     assert!(missing.is_empty(), "routes without an event: {missing:#?}");

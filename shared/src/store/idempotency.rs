@@ -26,11 +26,22 @@ pub enum IdempotencyClaim {
     InProgress,
 }
 
-fn key(project_id: &str, idempotency_key: &str) -> (String, String) {
-    (
-        keys::project_partition(project_id),
-        format!("IDEMPOTENCY#{idempotency_key}"),
-    )
+/// Whose keys a key is unique among: a project's (its creates), a team's (its members,
+/// projects), or a user's (the teams they create).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyScope<'a> {
+    Project(&'a str),
+    Team(&'a str),
+    User(&'a str),
+}
+
+fn key(scope: IdempotencyScope<'_>, idempotency_key: &str) -> (String, String) {
+    let partition = match scope {
+        IdempotencyScope::Project(id) => keys::project_partition(id),
+        IdempotencyScope::Team(id) => keys::team_index(id),
+        IdempotencyScope::User(id) => keys::user_index(id),
+    };
+    (partition, format!("IDEMPOTENCY#{idempotency_key}"))
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -48,12 +59,12 @@ impl Store {
     /// what became of its earlier use.
     pub async fn claim_idempotency_key(
         &self,
-        project_id: &str,
+        scope: IdempotencyScope<'_>,
         idempotency_key: &str,
         fingerprint: &str,
         now: i64,
     ) -> Result<IdempotencyClaim, ApiError> {
-        let (pk, sk) = key(project_id, idempotency_key);
+        let (pk, sk) = key(scope, idempotency_key);
         let item: Item = [
             (keys::PK.to_owned(), s(pk)),
             (keys::SK.to_owned(), s(sk)),
@@ -112,7 +123,7 @@ impl Store {
     /// Keeps the answer to replay for the key's lifetime.
     pub async fn complete_idempotency_key(
         &self,
-        project_id: &str,
+        scope: IdempotencyScope<'_>,
         idempotency_key: &str,
         status: u16,
         body: &str,
@@ -120,7 +131,7 @@ impl Store {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(key(project_id, idempotency_key))))
+            .set_key(Some(key_item(key(scope, idempotency_key))))
             .update_expression("SET #state = :done, #status = :status, body = :body")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#status", "status")
@@ -134,12 +145,16 @@ impl Store {
     }
 
     /// Gives a claim up (the request failed on our side), so a retry runs again.
-    pub async fn release_idempotency_key(&self, project_id: &str, idempotency_key: &str) {
+    pub async fn release_idempotency_key(
+        &self,
+        scope: IdempotencyScope<'_>,
+        idempotency_key: &str,
+    ) {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(key(project_id, idempotency_key))))
+            .set_key(Some(key_item(key(scope, idempotency_key))))
             .condition_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":pending", s("pending"))

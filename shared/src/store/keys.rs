@@ -3,12 +3,18 @@
 //! | item            | pk                  | sk                  | gsi1pk                     | gsi1sk          |
 //! |-----------------|---------------------|---------------------|----------------------------|-----------------|
 //! | team            | `TEAM#{team}`       | `TEAM`              |                            |                 |
+//! | membership      | `TEAM#{team}`       | `MEMBER#{user}`     | `USER#{user}`              | `TEAM#{team}`   |
 //! | project         | `PROJECT#{proj}`    | `PROJECT`           | `TEAM#{team}`              | `PROJECT#{proj}`|
 //! | API key         | `APIKEY#{sha256}`   | `APIKEY`            | `TEAM#{team}`              | `APIKEY#{id}`   |
+//! | API key by ID   | `TEAM#{team}`       | `APIKEY#{id}`       |                            |                 |
 //! | customer        | `PROJECT#{proj}`    | `CUSTOMER#{id}`     |                            |                 |
 //! | customer email  | `PROJECT#{proj}`    | `EMAIL#{email}`     |                            |                 |
 //! | product         | `PROJECT#{proj}`    | `PRODUCT#{id}`      |                            |                 |
 //! | price           | `PROJECT#{proj}`    | `PRICE#{id}`        | `PROJECT#{proj}#PRODUCT#{pp}` | `PRICE#{id}` |
+//!
+//! A team's members and its API keys' IDs live in the team's partition, so the membership
+//! check of a session and the lookup of a key by its ID are strongly consistent reads;
+//! the team's projects and keys are listed through `gsi1` (eventually consistent).
 //!
 //! A project's objects all live in its partition, so a request can only ever read or
 //! write inside the project its key was authorized for.
@@ -23,6 +29,10 @@ pub const ENTITY: &str = "entity";
 pub const CUSTOMER: &str = "CUSTOMER#";
 pub const PRODUCT: &str = "PRODUCT#";
 pub const PRICE: &str = "PRICE#";
+pub const MEMBER: &str = "MEMBER#";
+pub const PROJECT_INDEX: &str = "PROJECT#";
+pub const APIKEY_INDEX: &str = "APIKEY#";
+pub const TEAM_INDEX: &str = "TEAM#";
 
 pub fn team(team_id: &str) -> (String, String) {
     (format!("TEAM#{team_id}"), "TEAM".to_owned())
@@ -38,6 +48,26 @@ pub fn project_partition(project_id: &str) -> String {
 
 pub fn team_index(team_id: &str) -> String {
     format!("TEAM#{team_id}")
+}
+
+pub fn member(team_id: &str, user_id: &str) -> (String, String) {
+    (team_index(team_id), format!("{MEMBER}{user_id}"))
+}
+
+/// `gsi1pk` of a user's memberships.
+pub fn user_index(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+/// `gsi1sk` of an item listed under its team (`prefix`: [`PROJECT_INDEX`], [`APIKEY_INDEX`],
+/// or [`TEAM_INDEX`] for a membership under its user).
+pub fn index_sort(prefix: &str, id: &str) -> String {
+    format!("{prefix}{id}")
+}
+
+/// Where the hash of a key's secret is found from the key's ID.
+pub fn api_key_by_id(team_id: &str, key_id: &str) -> (String, String) {
+    (team_index(team_id), format!("{APIKEY_INDEX}{key_id}"))
 }
 
 pub fn api_key(hash: &str) -> (String, String) {

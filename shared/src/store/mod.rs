@@ -4,6 +4,7 @@ mod catalog;
 mod customers;
 mod idempotency;
 pub mod keys;
+mod teams;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,13 +18,12 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::ApiKeyRecord;
 use crate::error::ApiError;
 use crate::input::Page;
-use crate::model::{Project, Team};
 
 pub use customers::EmailReservation;
-pub use idempotency::IdempotencyClaim;
+pub use idempotency::{IdempotencyClaim, IdempotencyScope};
+pub use teams::RoleChange;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -88,6 +88,57 @@ where
         Ok(_) => Ok(true),
         Err(err) if is_conditional_failure(&err) => Ok(false),
         Err(err) => Err(dynamo_error(err)),
+    }
+}
+
+/// How a transaction ended, when DynamoDB answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TxOutcome {
+    Applied,
+    /// Cancelled by a condition; for each item in order, whether its condition failed.
+    ConditionFailed(Vec<bool>),
+}
+
+impl Store {
+    /// Runs a transaction. A cancellation by another transaction on the same items
+    /// (`TransactionConflict`) is a 503 with `Retry-After`, never a 500.
+    pub(crate) async fn transact(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<TxOutcome, ApiError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(TxOutcome::Applied),
+            Err(err) => err,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+            err.as_service_error()
+        {
+            let reasons = cancel.cancellation_reasons();
+            let failed: Vec<bool> = reasons
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect();
+            if failed.contains(&true) {
+                return Ok(TxOutcome::ConditionFailed(failed));
+            }
+            if reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+            {
+                tracing::warn!("transaction conflict");
+                return Err(ApiError::unavailable(
+                    "Another request was changing the same records; retry the request",
+                ));
+            }
+        }
+        Err(dynamo_error(err))
     }
 }
 
@@ -272,83 +323,6 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key_item(key)))
             .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        applied(result)
-    }
-
-    pub async fn put_team(&self, team: &Team) -> Result<(), ApiError> {
-        let item = to_item(team, keys::team(&team.id), "team")?;
-        if self.put_new(item).await? {
-            Ok(())
-        } else {
-            Err(ApiError::conflict(
-                "team_exists",
-                format!("Team {} already exists", team.id),
-            ))
-        }
-    }
-
-    pub async fn get_team(&self, team_id: &str) -> Result<Option<Team>, ApiError> {
-        self.get(keys::team(team_id)).await
-    }
-
-    pub async fn put_project(&self, project: &Project) -> Result<(), ApiError> {
-        let mut item = to_item(project, keys::project(&project.id), "project")?;
-        item.insert(
-            keys::GSI1PK.to_owned(),
-            s(keys::team_index(&project.team_id)),
-        );
-        item.insert(
-            keys::GSI1SK.to_owned(),
-            s(format!("PROJECT#{}", project.id)),
-        );
-        if self.put_new(item).await? {
-            Ok(())
-        } else {
-            Err(ApiError::conflict(
-                "project_exists",
-                format!("Project {} already exists", project.id),
-            ))
-        }
-    }
-
-    pub async fn get_project(&self, project_id: &str) -> Result<Option<Project>, ApiError> {
-        self.get(keys::project(project_id)).await
-    }
-
-    /// Stores a key record under the hash of its secret.
-    pub async fn put_api_key(&self, hash: &str, record: &ApiKeyRecord) -> Result<(), ApiError> {
-        let mut item = to_item(record, keys::api_key(hash), "api_key")?;
-        item.insert(
-            keys::GSI1PK.to_owned(),
-            s(keys::team_index(&record.team_id)),
-        );
-        item.insert(keys::GSI1SK.to_owned(), s(format!("APIKEY#{}", record.id)));
-        if self.put_new(item).await? {
-            Ok(())
-        } else {
-            Err(ApiError::conflict(
-                "api_key_exists",
-                "API key already exists",
-            ))
-        }
-    }
-
-    pub async fn get_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
-        self.get(keys::api_key(hash)).await
-    }
-
-    /// Marks a key revoked (epoch seconds); `false` if there is no such key.
-    pub async fn revoke_api_key(&self, hash: &str, at: i64) -> Result<bool, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(keys::api_key(hash))))
-            .update_expression("SET revokedAt = :at")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":at", n(at))
             .send()
             .await;
         applied(result)

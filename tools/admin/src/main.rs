@@ -1,4 +1,5 @@
-//! `billstack-admin`: bootstrap a table with teams, projects and API keys.
+//! `billstack-admin`: bootstrap a table with teams, members, projects and API keys, and mint
+//! development session tokens from the local issuer.
 //!
 //! Reads `TABLE_NAME`, `DYNAMODB_ENDPOINT` (unset for AWS) and the usual AWS settings
 //! (`AWS_PROFILE`, `AWS_REGION`, credentials). Prints JSON on stdout; errors go to stderr
@@ -7,7 +8,8 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use billstack::admin::{self, NewApiKey};
+use billstack::admin::{self, NewApiKey, NewMember};
+use billstack::model::Role;
 use billstack::store::Store;
 use serde_json::json;
 
@@ -16,6 +18,9 @@ const USAGE: &str = "usage:
   billstack-admin team create --name NAME
   billstack-admin project create --team TEAM_ID --name NAME
   billstack-admin api-key create --team TEAM_ID [--project PROJECT_ID] [--scopes a,b] [--expires-at RFC3339] [--name NAME]
+  billstack-admin member add --team TEAM_ID --user USER_ID [--role owner|member] [--email EMAIL]
+  billstack-admin token mint --user USER_ID [--email EMAIL] [--name NAME] [--expires-in SECONDS]
+                             [--issuer http://127.0.0.1:3001]   (the development issuer only)
 
 environment: TABLE_NAME (required), DYNAMODB_ENDPOINT (DynamoDB Local; unset for AWS),
              AWS_PROFILE / AWS_REGION / AWS credentials as usual";
@@ -81,7 +86,7 @@ async fn run(args: &[String]) -> Result<serde_json::Value, Failure> {
             let team = admin::create_team(&store().await?, &required(&opts, "name")?)
                 .await
                 .map_err(failed)?;
-            Ok(json!({"team": team.to_json()}))
+            Ok(json!({"team": team.to_json(None)}))
         }
         ["project", "create"] => {
             let opts = options(rest, &["team", "name"])?;
@@ -120,8 +125,77 @@ async fn run(args: &[String]) -> Result<serde_json::Value, Failure> {
                     .map_err(failed)?;
             Ok(json!({"key": key.to_json(), "rawKey": secret.expose()}))
         }
+        ["member", "add"] => {
+            let opts = options(rest, &["team", "user", "role", "email"])?;
+            let role = match opts.get("role").map(String::as_str) {
+                None | Some("member") => Role::Member,
+                Some("owner") => Role::Owner,
+                Some(other) => {
+                    return Err(Failure::Usage(format!(
+                        "--role must be owner or member, not {other}"
+                    )));
+                }
+            };
+            let member = admin::add_member(
+                &store().await?,
+                &required(&opts, "team")?,
+                &NewMember {
+                    user_id: required(&opts, "user")?,
+                    role,
+                    email: opts.get("email").cloned(),
+                },
+            )
+            .await
+            .map_err(failed)?;
+            Ok(json!({"member": member.to_json()}))
+        }
+        ["token", "mint"] => {
+            let opts = options(rest, &["user", "email", "name", "expires-in", "issuer"])?;
+            mint_token(&opts).await
+        }
         _ => Err(Failure::Usage("unknown command".to_owned())),
     }
+}
+
+/// Asks the development issuer (`scripts/local`'s, or `dev-issuer`) for a token. Only an
+/// issuer on loopback is asked: a real identity provider mints tokens at sign-in, not here.
+async fn mint_token(opts: &HashMap<String, String>) -> Result<serde_json::Value, Failure> {
+    let issuer = opts
+        .get("issuer")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:3001".to_owned());
+    let uri: http::Uri = issuer
+        .parse()
+        .map_err(|_| Failure::Usage(format!("--issuer {issuer} is not a URL")))?;
+    let loopback = uri.scheme_str() == Some("http")
+        && matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if !loopback {
+        return Err(Failure::Usage(format!(
+            "--issuer {issuer}: tokens are minted by the development issuer on http://127.0.0.1 only"
+        )));
+    }
+    let mut body = json!({"sub": required(opts, "user")?});
+    for (option, field) in [("email", "email"), ("name", "name")] {
+        if let Some(value) = opts.get(option) {
+            body[field] = json!(value);
+        }
+    }
+    if let Some(secs) = opts.get("expires-in") {
+        let secs: i64 = secs
+            .parse()
+            .map_err(|_| Failure::Usage("--expires-in must be a number of seconds".to_owned()))?;
+        body["expiresIn"] = json!(secs);
+    }
+    let answer = billstack::outbound::post_json(
+        &billstack::outbound::https_client(),
+        &format!("{}/token", issuer.trim_end_matches('/')),
+        &body,
+        std::time::Duration::from_secs(5),
+        64 * 1024,
+    )
+    .await
+    .map_err(|e| Failure::Failed(format!("the issuer refused or is not running: {e}")))?;
+    serde_json::from_slice(&answer).map_err(|e| Failure::Failed(e.to_string()))
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use billstack::App;
-use billstack::http::serve;
+use billstack::http::{serve, serve_team};
 use billstack::lambda_http::{Body, Request, RequestExt, Response};
-use billstack::routing::{Resource, route};
+use billstack::routing::{Matched, Resource, route};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -19,14 +19,17 @@ use tokio::net::TcpListener;
 /// Serves `request` with the handler of the function that owns its route, exactly as
 /// that function's Lambda would.
 pub async fn dispatch(app: &App, request: Request) -> Response<Body> {
-    let resource = route(request.method(), request.uri().path()).map(|r| r.resource);
-    match resource {
-        Ok(Resource::Products) => serve(app, request, |req| products::handle(app, req)).await,
-        Ok(Resource::Prices) => serve(app, request, |req| prices::handle(app, req)).await,
-        // Unknown routes get the same 404/405 answer from any function.
-        Ok(Resource::Customers) | Err(_) => {
-            serve(app, request, |req| customers::handle(app, req)).await
+    let matched = route(request.method(), request.uri().path());
+    match matched {
+        Ok(Matched::Team(_)) => serve_team(app, request, |req| teams::handle(app, req)).await,
+        Ok(Matched::Project(r)) if r.resource == Resource::Products => {
+            serve(app, request, |req| products::handle(app, req)).await
         }
+        Ok(Matched::Project(r)) if r.resource == Resource::Prices => {
+            serve(app, request, |req| prices::handle(app, req)).await
+        }
+        // Unknown routes get the same 404/405 answer from any function.
+        _ => serve(app, request, |req| customers::handle(app, req)).await,
     }
 }
 

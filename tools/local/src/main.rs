@@ -4,20 +4,25 @@
 //! - no `STRIPE_SECRET_KEY`: starts the Stripe emulator in-process; with it (and
 //!   `STRIPE_API_BASE` for another Stripe) uses that Stripe;
 //! - creates the table if missing and, on a fresh table, a demo team, project and
-//!   full-access key, and prints a curl line that works as pasted.
+//!   full-access key, and prints a curl line that works as pasted;
+//! - no `AUTH_ISSUER`: starts the development OIDC issuer in-process (port
+//!   `BILLSTACK_ISSUER_PORT`, default 3001), seeds a demo user as the demo team's owner and
+//!   prints a session token for them; with it (and `AUTH_AUDIENCE`), uses that issuer.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use billstack::App;
-use billstack::admin::{self, NewApiKey};
+use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::config::{
-    Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS, StripeSecret,
+    Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS, IssuerConfig, StripeSecret,
 };
 use billstack::http::init_tracing;
+use billstack::model::Role;
 use billstack::store::Store;
 use billstack::stripe::StripeGateway;
+use dev_issuer::{DevIssuer, TokenRequest};
 use devstack::DynamoDbLocal;
 use stripe_emulator::StripeEmulator;
 
@@ -75,7 +80,32 @@ async fn run() -> Result<(), String> {
         }
     };
 
+    let mut _issuer: Option<DevIssuer> = None;
+    let sessions = match env("AUTH_ISSUER") {
+        Some(issuer) => IssuerConfig {
+            issuer,
+            audience: env("AUTH_AUDIENCE").ok_or("AUTH_ISSUER is set but AUTH_AUDIENCE is not")?,
+            jwks_url: env("AUTH_JWKS_URL"),
+        },
+        None => {
+            let issuer = DevIssuer::start(env_port("BILLSTACK_ISSUER_PORT", 3001)?)
+                .await
+                .map_err(|e| {
+                    format!("cannot start the development issuer: {e} (set BILLSTACK_ISSUER_PORT)")
+                })?;
+            eprintln!("development OIDC issuer on {}", issuer.url());
+            let config = IssuerConfig {
+                issuer: issuer.url().to_owned(),
+                audience: dev_issuer::DEFAULT_AUDIENCE.to_owned(),
+                jwks_url: None,
+            };
+            _issuer = Some(issuer);
+            config
+        }
+    };
+
     let config = Config {
+        sessions: Some(sessions),
         table_name: table.clone(),
         dynamodb_endpoint: Some(endpoint.clone()),
         stripe_secret: StripeSecret::Key(stripe_key.clone()),
@@ -101,7 +131,9 @@ async fn run() -> Result<(), String> {
     let base = format!("http://{addr}");
 
     if fresh {
-        seed(&store, &base).await.map_err(|e| e.to_string())?;
+        seed(&store, &base, _issuer.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
     } else {
         println!(
             "Table {table} already exists; create keys with: cargo run -p billstack-admin -- api-key create --team <team_id>"
@@ -113,8 +145,18 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// A demo team, project and full-access key, with curl lines that work as pasted.
-async fn seed(store: &Store, base: &str) -> Result<(), billstack::ApiError> {
+/// The demo user, owner of the demo team.
+const DEMO_USER: &str = "user_demo";
+/// The printed session token's lifetime: a working day.
+const DEMO_TOKEN_SECS: i64 = 12 * 3600;
+
+/// A demo team, project and full-access key, and (with the development issuer) a demo
+/// user who owns the team, with curl lines that work as pasted.
+async fn seed(
+    store: &Store,
+    base: &str,
+    issuer: Option<&DevIssuer>,
+) -> Result<(), billstack::ApiError> {
     let team = admin::create_team(store, "Demo team").await?;
     let project = admin::create_project(store, &team.id, "Demo project").await?;
     let (key, secret) = admin::create_api_key(
@@ -143,5 +185,39 @@ async fn seed(store: &Store, base: &str) -> Result<(), billstack::ApiError> {
     );
     println!("  curl -s \"{customers}?limit=25\" -H \"Authorization: Bearer {raw}\"");
     println!();
+    if let Some(issuer) = issuer {
+        admin::add_member(
+            store,
+            &team.id,
+            &NewMember {
+                user_id: DEMO_USER.to_owned(),
+                role: Role::Owner,
+                email: Some("demo@example.com".to_owned()),
+            },
+        )
+        .await?;
+        let token = issuer
+            .mint(&TokenRequest {
+                email: Some("demo@example.com".to_owned()),
+                name: Some("Demo User".to_owned()),
+                expires_in: Some(DEMO_TOKEN_SECS),
+                ..TokenRequest::for_user(DEMO_USER)
+            })
+            .map_err(billstack::ApiError::internal)?;
+        let teams = format!("{base}/api/billstack/teams");
+        println!("Dashboard session of {DEMO_USER}, owner of the team (valid 12 h):");
+        println!("  export TOKEN={token}");
+        println!("  curl -s \"{teams}\" -H \"Authorization: Bearer $TOKEN\"");
+        println!(
+            "  curl -s -X POST \"{teams}/{}/api-keys\" -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: application/json\" -d '{{\"name\": \"backend\", \"scopes\": [\"customers:read\", \"customers:write\"]}}'",
+            team.id
+        );
+        println!("  curl -s \"{customers}\" -H \"Authorization: Bearer $TOKEN\"");
+        println!(
+            "A token for another user: curl -s -X POST {}/token -d '{{\"sub\": \"user_2\", \"email\": \"two@example.com\"}}'",
+            issuer.url()
+        );
+        println!();
+    }
     Ok(())
 }

@@ -1,0 +1,6 @@
+//! The teams Lambda: clients built once, every invocation served by [`teams::handle`].
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    billstack::http::run_team_lambda(teams::handle).await
+}
