@@ -103,7 +103,7 @@ impl<'a> Bench<'a> {
     fn event(&mut self, step: &Step, vars: &mut Vars) -> Result<Bytes, String> {
         self.next_n += 1;
         vars.insert("n".to_owned(), self.next_n.to_string());
-        let request = step.request(vars, &self.stack.api_key)?;
+        let request = step.request(vars, &self.stack.credentials)?;
         Ok(Bytes::from(
             apigw_v2_event(&request, self.next_n).to_string(),
         ))

@@ -192,6 +192,7 @@ fn hello_kind() -> Kind {
             body: None,
             expect: 200,
             capture: Default::default(),
+            session: false,
         },
         raw_get_item: None,
         cold: true,

@@ -50,6 +50,16 @@ pub struct Step {
     /// Variable name → JSON pointer into the response body, e.g. `"/customer/id"`.
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
+    /// Sent with the seeded owner's session token instead of the API key.
+    #[serde(default)]
+    pub session: bool,
+}
+
+/// What a request can authenticate with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub api_key: String,
+    pub session_token: String,
 }
 
 /// A kind of warm invocation, measured `--invocations` times.
@@ -148,7 +158,12 @@ pub struct HttpRequest {
 }
 
 impl Step {
-    pub fn request(&self, vars: &Vars, api_key: &str) -> Result<HttpRequest, String> {
+    pub fn request(&self, vars: &Vars, credentials: &Credentials) -> Result<HttpRequest, String> {
+        let bearer = if self.session {
+            &credentials.session_token
+        } else {
+            &credentials.api_key
+        };
         Ok(HttpRequest {
             method: self.method.to_ascii_uppercase(),
             path: fill(&self.path, vars)?,
@@ -163,7 +178,7 @@ impl Step {
                 .as_ref()
                 .map(|b| fill_json(b, vars).map(|v| v.to_string()))
                 .transpose()?,
-            authorization: Some(format!("Bearer {api_key}")),
+            authorization: Some(format!("Bearer {bearer}")),
         })
     }
 }
@@ -311,9 +326,18 @@ mod tests {
             body: Some(json!({"email": "a{n}@b.co"})),
             expect: 201,
             capture: BTreeMap::new(),
+            session: false,
         };
         let v = vars(&[("team", "t1"), ("project", "p1"), ("n", "3")]);
-        let request = step.request(&v, "bs_key").unwrap();
+        let request = step
+            .request(
+                &v,
+                &Credentials {
+                    api_key: "bs_key".into(),
+                    session_token: "a.b.c".into(),
+                },
+            )
+            .unwrap();
         let event = apigw_v2_event(&request, 3);
         let parsed = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(parsed.method(), http::Method::POST);
@@ -342,6 +366,7 @@ mod tests {
                 ("customer_id".to_owned(), "/customer/id".to_owned()),
                 ("version".to_owned(), "/customer/version".to_owned()),
             ]),
+            session: false,
         };
         let mut v = Vars::new();
         step.check(&response, &mut v).unwrap();

@@ -5,18 +5,22 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use billstack::admin::{self, NewApiKey};
+use billstack::admin::{self, NewApiKey, NewMember};
+use billstack::model::Role;
 use billstack::store::Store;
+use dev_issuer::{DevIssuer, TokenRequest};
 use devstack::DynamoDbLocal;
 use stripe_emulator::StripeEmulator;
 
 use crate::proxy::{DynamoProxy, TcpRelay};
-use crate::spec::Vars;
+use crate::spec::{Credentials, Vars};
 use crate::stats::Calls;
 
 pub const TABLE: &str = "billstack-bench";
 pub const STRIPE_KEY: &str = "sk_test_billstack_bench";
 const JVM_WARM_UP_CALLS: usize = 1000;
+/// The seeded owner of the bench team, whose session the session kinds send.
+const BENCH_USER: &str = "bench_user";
 
 pub struct Stack {
     pub dynamo_proxy: DynamoProxy,
@@ -26,7 +30,9 @@ pub struct Stack {
     raw: aws_sdk_dynamodb::Client,
     team_id: String,
     project_id: String,
-    pub api_key: String,
+    pub credentials: Credentials,
+    /// Signs the sessions; the functions fetch its JWKS at their first session request.
+    issuer: DevIssuer,
     // Fields drop in order: DynamoDB Local stops after everything that talks to it.
     _dynamodb: DynamoDbLocal,
 }
@@ -62,6 +68,27 @@ impl Stack {
         .await
         .map_err(|e| format!("seed API key: {e}"))?;
 
+        let issuer = DevIssuer::start(0)
+            .await
+            .map_err(|e| format!("development issuer: {e}"))?;
+        admin::add_member(
+            &store,
+            &team.id,
+            &NewMember {
+                user_id: BENCH_USER.to_owned(),
+                role: Role::Owner,
+                email: None,
+            },
+        )
+        .await
+        .map_err(|e| format!("seed member: {e}"))?;
+        let session_token = issuer
+            .mint(&TokenRequest {
+                expires_in: Some(dev_issuer::MAX_EXPIRES_IN),
+                ..TokenRequest::for_user(BENCH_USER)
+            })
+            .map_err(|e| format!("mint a session: {e}"))?;
+
         // DynamoDB Local is a JVM: its first thousand requests run slower while it compiles
         // them, and the first function measured would pay for that alone.
         for _ in 0..JVM_WARM_UP_CALLS {
@@ -85,7 +112,11 @@ impl Stack {
             raw,
             team_id: team.id,
             project_id: project.id,
-            api_key: secret.expose().to_owned(),
+            credentials: Credentials {
+                api_key: secret.expose().to_owned(),
+                session_token,
+            },
+            issuer,
             _dynamodb: dynamodb,
         })
     }
@@ -97,6 +128,8 @@ impl Stack {
             ("DYNAMODB_ENDPOINT".into(), self.dynamo_proxy.url()),
             ("STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()),
             ("STRIPE_API_BASE".into(), self.stripe_relay.url()),
+            ("AUTH_ISSUER".into(), self.issuer.url().to_owned()),
+            ("AUTH_AUDIENCE".into(), dev_issuer::DEFAULT_AUDIENCE.into()),
         ]
     }
 
