@@ -339,3 +339,40 @@ async fn unknown_routes_and_methods() {
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// DynamoDB refuses keys over 2 KB with a validation error: a path ID that long must be a
+/// 404 like any ID that names nothing, never a 500 (issue #10, item 10).
+#[tokio::test]
+async fn over_long_ids_in_the_path_are_404_not_500() {
+    let env = TestEnv::new().await;
+    let long_project = format!("proj_{}", "a".repeat(3000));
+    let long_team = format!("team_{}", "a".repeat(3000));
+    let owner = env.owner_token();
+    for (token, path) in [
+        (
+            env.key.clone(),
+            project_path(&env.team.id, &long_project, "customers"),
+        ),
+        (
+            owner.clone(),
+            project_path(&env.team.id, &long_project, "customers"),
+        ),
+        (
+            owner.clone(),
+            project_path(&long_team, &env.project.id, "customers"),
+        ),
+        (owner.clone(), format!("/api/billstack/teams/{long_team}")),
+        (
+            owner.clone(),
+            format!("/api/billstack/teams/{long_team}/members"),
+        ),
+    ] {
+        let (status, body) = env.call_as(Some(&token), Method::GET, &path, None).await;
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+            "{}: {status} {body}",
+            &path[..60]
+        );
+        assert_ne!(body["code"], "internal_error");
+    }
+}
