@@ -893,3 +893,33 @@ async fn create_makes_the_fewest_calls_the_design_allows() {
     // Look for a Stripe customer with this email, then create one.
     assert_eq!(env.stripe.request_count("*") - before, 2);
 }
+
+/// A customer's transaction cancelled by another transaction on its items is a retryable
+/// 503, never a 500; the email is free again and the retry creates the customer once
+/// (issue #10, item 1).
+#[tokio::test]
+async fn a_transaction_conflict_on_create_is_503_and_the_retry_succeeds() {
+    let env = TestEnv::new().await;
+    env.dynamo.conflict_next_transactions(1, 2);
+    let body = json!({"email": "conflict@example.com"});
+    let (status, answer) = env
+        .call(Method::POST, &env.path("customers"), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["code"], "service_unavailable");
+    let (status, answer) = env
+        .call(Method::POST, &env.path("customers"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (_, list) = env.call(Method::GET, &env.path("customers"), None).await;
+    assert_eq!(list["customers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.stripe
+            .customers()
+            .iter()
+            .filter(|c| c["email"] == "conflict@example.com")
+            .count(),
+        1,
+        "the retry linked to the Stripe customer of the first attempt"
+    );
+}

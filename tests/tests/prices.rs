@@ -494,3 +494,56 @@ async fn unknown_or_foreign_price_is_404() {
         true
     );
 }
+
+/// Concurrent creates of prices for one product: their transactions each check the product,
+/// and DynamoDB cancels the ones that overlap with `TransactionConflict`. That is a
+/// retryable 503, never a 500, and Stripe and the table still agree (issue #10, item 1).
+#[tokio::test]
+async fn concurrent_price_creates_for_one_product_are_never_a_500() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let product_id = product(&env, "Busy").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let env = env.clone();
+        let body = json!({"productId": product_id, "unitAmount": 100 + n, "currency": "usd", "type": "one_time"});
+        tasks.spawn(async move {
+            env.call(Method::POST, &env.path("prices"), Some(body))
+                .await
+        });
+    }
+    let mut created = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (status, answer) = result.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status}: {answer}"
+        );
+        if status == StatusCode::CREATED {
+            created.push(
+                answer["price"]["stripePriceId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    // What DynamoDB answers when such transactions overlap, made deterministic: the next
+    // create's transaction is cancelled with TransactionConflict.
+    env.dynamo.conflict_next_transactions(1, 2);
+    let (status, answer) = env
+        .call(Method::POST, &env.path("prices"), Some(json!({"productId": product_id, "unitAmount": 99, "currency": "usd", "type": "one_time"})))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["code"], "service_unavailable");
+    // Every active Stripe price is one of ours; the others were deactivated again.
+    let mut active: Vec<String> = env
+        .stripe
+        .prices()
+        .into_iter()
+        .filter(|p| p["active"] == true)
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    active.sort();
+    created.sort();
+    assert_eq!(active, created);
+}

@@ -162,13 +162,9 @@ impl Store {
             keys::PRODUCT,
             &product.id,
         ))?);
+        // Unconditional deletes: a transaction of them is applied or fails as a whole.
         for chunk in deletes.chunks(TRANSACTION_LIMIT) {
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(dynamo_error)?;
+            self.transact(chunk.to_vec()).await?;
         }
         Ok(())
     }
@@ -269,16 +265,15 @@ impl Store {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .build()
             .map_err(ApiError::internal)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if super::customers::cancelled_by_condition(&err) => Err(ApiError::conflict(
+        let outcome = self
+            .transact(vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().condition_check(check).build(),
+            ])
+            .await?;
+        match outcome {
+            super::TxOutcome::Applied => Ok(()),
+            super::TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
                 "product_deleted",
                 format!(
                     "Product {} was deleted while the price was being created",
@@ -286,7 +281,6 @@ impl Store {
                 ),
             )
             .with_param("productId")),
-            Err(err) => Err(dynamo_error(err)),
         }
     }
 

@@ -8,7 +8,9 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
-use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s, to_item};
+use super::{
+    Item, Store, TxOutcome, dynamo_error, is_conditional_failure, key_item, keys, n, s, to_item,
+};
 use crate::error::ApiError;
 use crate::input::Page;
 use crate::model::Customer;
@@ -172,18 +174,16 @@ impl Store {
             keys::object(&customer.project_id, keys::CUSTOMER, &customer.id),
             "customer",
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(self.transact_put(item, "attribute_not_exists(pk)")?)
-            .transact_items(self.activate_email(reservation)?)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
+        let outcome = self
+            .transact(vec![
+                self.transact_put(item, "attribute_not_exists(pk)")?,
+                self.activate_email(reservation)?,
+            ])
+            .await?;
+        match outcome {
+            TxOutcome::Applied => Ok(()),
             // The reservation was lost (taken over as stale): someone else has the email now.
-            Err(err) if cancelled_by_condition(&err) => Err(taken(&reservation.email)),
-            Err(err) => Err(dynamo_error(err)),
+            TxOutcome::ConditionFailed(_) => Err(taken(&reservation.email)),
         }
     }
 
@@ -206,19 +206,17 @@ impl Store {
             put.expression_attribute_values =
                 Some([(":expected".to_owned(), n(expected_version))].into());
         }
-        let mut tx = self.client.transact_write_items().transact_items(put_item);
+        let mut items = vec![put_item];
         if let Some((old_email, reservation)) = email_change {
-            tx = tx
-                .transact_items(self.delete_email(&customer.project_id, old_email, &customer.id)?)
-                .transact_items(self.activate_email(reservation)?);
+            items.push(self.delete_email(&customer.project_id, old_email, &customer.id)?);
+            items.push(self.activate_email(reservation)?);
         }
-        match tx.send().await {
-            Ok(_) => Ok(()),
-            Err(err) if cancelled_by_condition(&err) => Err(ApiError::conflict(
+        match self.transact(items).await? {
+            TxOutcome::Applied => Ok(()),
+            TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
                 "concurrent_update",
                 "The customer was changed or deleted by another request; fetch it and retry",
             )),
-            Err(err) => Err(dynamo_error(err)),
         }
     }
 
@@ -234,20 +232,15 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(ApiError::internal)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.delete_email(
-                &customer.project_id,
-                &customer.email,
-                &customer.id,
-            )?)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if cancelled_by_condition(&err) => {
+        let outcome = self
+            .transact(vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                self.delete_email(&customer.project_id, &customer.email, &customer.id)?,
+            ])
+            .await?;
+        match outcome {
+            TxOutcome::Applied => Ok(true),
+            TxOutcome::ConditionFailed(_) => {
                 // Either the customer is gone already, or its email item is missing; in the
                 // latter case still delete the customer so it cannot linger.
                 self.delete_existing(keys::object(
@@ -257,7 +250,6 @@ impl Store {
                 ))
                 .await
             }
-            Err(err) => Err(dynamo_error(err)),
         }
     }
 
@@ -286,21 +278,5 @@ impl Store {
             };
             (get("customerId"), get("state"))
         }))
-    }
-}
-
-pub(super) fn cancelled_by_condition<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> bool {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
     }
 }

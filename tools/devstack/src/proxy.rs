@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 struct State {
     counts: HashMap<String, usize>,
-    /// operation → (remaining, status, error type)
+    /// operation → (remaining, status, error body)
     faults: HashMap<String, (u32, u16, String)>,
 }
 
@@ -115,11 +115,34 @@ impl DynamoProxy {
     /// Answers the next `times` calls of `operation` with DynamoDB's `InternalServerError`
     /// (HTTP 500), without forwarding them.
     pub fn fail_next(&self, operation: &str, times: u32) {
+        self.answer_next(
+            operation,
+            times,
+            500,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected by DynamoProxy"}"#.to_owned(),
+        );
+    }
+
+    /// Answers the next `times` `TransactWriteItems` calls as DynamoDB does when another
+    /// transaction holds one of their `items` items: cancelled, with `TransactionConflict`
+    /// as the reason of the last item and `None` for the others.
+    pub fn conflict_next_transactions(&self, times: u32, items: usize) {
+        let mut reasons = vec![r#"{"Code":"None"}"#; items.saturating_sub(1)];
+        reasons.push(
+            r#"{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}"#,
+        );
+        let body = format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled (injected by DynamoProxy)","CancellationReasons":[{}]}}"#,
+            reasons.join(",")
+        );
+        self.answer_next("TransactWriteItems", times, 400, body);
+    }
+
+    fn answer_next(&self, operation: &str, times: u32, status: u16, body: String) {
         if let Ok(mut state) = self.state.lock() {
-            state.faults.insert(
-                operation.to_owned(),
-                (times, 500, "InternalServerError".to_owned()),
-            );
+            state
+                .faults
+                .insert(operation.to_owned(), (times, status, body));
         }
     }
 }
@@ -140,10 +163,7 @@ async fn forward(
         *remaining -= 1;
         Some((*status, kind.clone()))
     });
-    if let Some((status, kind)) = fault {
-        let body = format!(
-            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected by DynamoProxy"}}"#
-        );
+    if let Some((status, body)) = fault {
         return response(status, body.into());
     }
     let (mut parts, body) = request.into_parts();
