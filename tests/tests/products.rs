@@ -654,3 +654,79 @@ async fn a_retried_create_with_an_idempotency_key_gets_the_same_product() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["param"], "Idempotency-Key");
 }
+
+/// A PATCH that read the product before a delete marked it, and writes after, must not
+/// undo the mark: else a price is accepted for a product whose delete then leaves that
+/// price pointing at nothing (issue #10, item 2). Stripe delays hold each request at its
+/// Stripe call: the PATCH's for 1.5 s, the delete's price deactivation for 4 s.
+#[tokio::test]
+async fn a_patch_racing_a_delete_does_not_undo_its_deleting_mark() {
+    use std::time::Duration;
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let product = create_product(&env, json!({"name": "Doomed"})).await;
+    let price = create_price(&env, product["id"].as_str().unwrap(), 500).await;
+    let product_path = item(&env, "products", &product["id"]);
+    let delay = |path: String, ms: u64| {
+        Fault::new(path, 0)
+            .with_delay(Duration::from_millis(ms))
+            .with_timing(FaultTiming::BeforeApply)
+    };
+    env.stripe.inject_fault(delay(
+        format!(
+            "POST /v1/products/{}",
+            product["stripeProductId"].as_str().unwrap()
+        ),
+        1500,
+    ));
+    env.stripe.inject_fault(delay(
+        format!(
+            "POST /v1/prices/{}",
+            price["stripePriceId"].as_str().unwrap()
+        ),
+        4000,
+    ));
+    let patch = {
+        let (env, path) = (env.clone(), product_path.clone());
+        tokio::spawn(async move {
+            env.call(Method::PATCH, &path, Some(json!({"name": "Renamed"})))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delete = {
+        let (env, path) = (env.clone(), product_path.clone());
+        tokio::spawn(async move { env.call(Method::DELETE, &path, None).await })
+    };
+    let (patch_status, patch_body) = patch.await.unwrap();
+    assert_ne!(
+        patch_status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{patch_body}"
+    );
+    // The delete is still held at Stripe: its mark must stand, and refuse new prices.
+    let stored = env
+        .store
+        .get_product(&env.project.id, product["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("the product is still there mid-delete");
+    assert!(stored.deleting, "the PATCH ({patch_status}) undid the mark");
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("prices"),
+            Some(json!({"productId": product["id"], "unitAmount": 700, "currency": "usd", "type": "one_time"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = delete.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("prices")),
+            None,
+        )
+        .await;
+    assert_eq!(list["prices"], json!([]), "no price outlives its product");
+}

@@ -264,8 +264,14 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 /// prices already deactivated in Stripe are marked inactive here too), and the retry of
 /// the delete finishes the job. From the first step on, no new price can be added.
 async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let product = get(app, req).await?;
-    app.store.mark_product_deleting(&product).await?;
+    let found = get(app, req).await?;
+    // A retry of a delete finds the mark (and its version, which the keys below derive
+    // from) in place.
+    let product = if found.deleting {
+        found
+    } else {
+        app.store.mark_product_deleting(&found).await?
+    };
     let prices = app
         .store
         .prices_of_product(&product.project_id, &product.id)

@@ -119,8 +119,10 @@ impl Store {
         }
     }
 
-    /// Marks a product as being deleted, which stops new prices for it.
-    pub async fn mark_product_deleting(&self, product: &Product) -> Result<(), ApiError> {
+    /// Marks a product as being deleted, from the version `product` was read at; the mark
+    /// is a new version, so a write based on an earlier read (a PATCH in flight) fails its
+    /// version condition instead of writing the mark away. Answers the product as marked.
+    pub async fn mark_product_deleting(&self, product: &Product) -> Result<Product, ApiError> {
         let result = self
             .client
             .update_item()
@@ -130,13 +132,19 @@ impl Store {
                 keys::PRODUCT,
                 &product.id,
             ))))
-            .update_expression("SET deleting = :true")
-            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET deleting = :true, version = :next")
+            .condition_expression("version = :expected")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":next", n(product.version + 1))
+            .expression_attribute_values(":expected", n(product.version))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Product {
+                deleting: true,
+                version: product.version + 1,
+                ..product.clone()
+            }),
             Err(err) if is_conditional_failure(&err) => Err(stale("product")),
             Err(err) => Err(dynamo_error(err)),
         }
