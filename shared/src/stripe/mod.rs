@@ -155,17 +155,32 @@ impl std::fmt::Debug for StripeGateway {
 pub fn stripe_error(err: StripeError) -> ApiError {
     match err {
         StripeError::Stripe(errors, status) => {
-            let message = errors.message.clone().unwrap_or_default();
-            tracing::warn!(status, kind = errors.type_.as_str(), %message, "stripe refused a request");
+            // Stripe's message may quote what was sent (an email, a name): neither logged
+            // nor shown. Its code and parameter name say what went wrong.
+            let code = errors.code.as_ref().map(|c| c.as_str()).unwrap_or("none");
+            let param = errors.param.as_deref();
+            tracing::warn!(
+                status,
+                kind = errors.type_.as_str(),
+                code,
+                param = param.unwrap_or(""),
+                "stripe refused a request"
+            );
             match (status, &errors.type_) {
                 (429, _) => {
                     ApiError::rate_limited("Stripe is rate limiting requests; retry shortly")
                 }
                 (400 | 402, ApiErrorsType::InvalidRequestError | ApiErrorsType::CardError) => {
-                    let err =
-                        ApiError::bad_request(format!("Stripe rejected the request: {message}"));
-                    match errors.param.clone() {
-                        Some(param) => err.with_param(param),
+                    let ours = param.and_then(our_param);
+                    let what = match ours {
+                        Some(field) => format!(" the value of {field}"),
+                        None => String::new(),
+                    };
+                    let err = ApiError::bad_request(format!(
+                        "Stripe rejected{what} (Stripe error code {code})"
+                    ));
+                    match ours {
+                        Some(field) => err.with_param(field),
                         None => err,
                     }
                 }
@@ -182,6 +197,25 @@ pub fn stripe_error(err: StripeError) -> ApiError {
         }
         StripeError::ConfigError(detail) => ApiError::internal(format!("stripe config: {detail}")),
     }
+}
+
+/// Our name for a parameter Stripe names (`recurring[interval_count]` → `intervalCount`);
+/// `None` for one we do not send as such.
+fn our_param(stripe: &str) -> Option<&'static str> {
+    let base = stripe.split('[').next().unwrap_or(stripe);
+    Some(match (base, stripe) {
+        (_, "recurring[interval]") => "interval",
+        (_, "recurring[interval_count]") => "intervalCount",
+        ("metadata", _) => "metadata",
+        ("email", _) => "email",
+        ("name", _) => "name",
+        ("description", _) => "description",
+        ("unit_amount", _) => "unitAmount",
+        ("currency", _) => "currency",
+        ("product", _) => "productId",
+        ("active", _) => "isActive",
+        _ => return None,
+    })
 }
 
 fn build_client(
@@ -479,6 +513,39 @@ impl StripeGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(body: &str) -> ApiError {
+        let error: stripe_shared::Error = miniserde::json::from_str(body).unwrap();
+        stripe_error(StripeError::Stripe(error.error, 400))
+    }
+
+    #[test]
+    fn stripe_refusals_name_our_parameter_and_never_quote_the_value() {
+        let err = refused(
+            r#"{"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer", "param": "recurring[interval_count]", "message": "Invalid integer: 9999999 for jane@example.com"}}"#,
+        );
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.param.as_deref(), Some("intervalCount"));
+        assert!(
+            !err.message.contains("9999999") && !err.message.contains("jane@"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("parameter_invalid_integer"),
+            "{}",
+            err.message
+        );
+        let err = refused(
+            r#"{"error": {"type": "invalid_request_error", "param": "metadata[plan]", "message": "Invalid value pro-plan-secret"}}"#,
+        );
+        assert_eq!(err.param.as_deref(), Some("metadata"));
+        assert!(!err.message.contains("pro-plan-secret"));
+        let err = refused(
+            r#"{"error": {"type": "invalid_request_error", "param": "expand[0]", "message": "No such thing"}}"#,
+        );
+        assert_eq!(err.param, None);
+    }
 
     #[test]
     fn update_keys_differ_by_change_and_version_but_not_by_map_order() {
