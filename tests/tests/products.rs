@@ -730,3 +730,46 @@ async fn a_patch_racing_a_delete_does_not_undo_its_deleting_mark() {
         .await;
     assert_eq!(list["prices"], json!([]), "no price outlives its product");
 }
+
+/// A list without `limit` is bounded like every list (50, with `hasMore`), for products and
+/// prices alike, so no answer outgrows Lambda's 6 MB response limit (issue #10, item 8).
+#[tokio::test]
+async fn lists_without_a_limit_are_bounded_at_fifty() {
+    let env = TestEnv::new().await;
+    let first = create_product(&env, json!({"name": "P0"})).await;
+    let product_id = first["id"].as_str().unwrap().to_owned();
+    for n in 1..51 {
+        create_product(&env, json!({"name": format!("P{n}")})).await;
+        create_price(&env, &product_id, 100 + n).await;
+    }
+    create_price(&env, &product_id, 99).await;
+    for (resource, query) in [
+        ("products", String::new()),
+        ("prices", String::new()),
+        ("prices", format!("?productId={product_id}")),
+    ] {
+        let (status, list) = env
+            .call(Method::GET, &format!("{}{query}", env.path(resource)), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            list[resource].as_array().unwrap().len(),
+            50,
+            "{resource}{query}"
+        );
+        assert_eq!(list["hasMore"], true, "{resource}{query}");
+    }
+    let (_, list) = env
+        .call(
+            Method::GET,
+            &format!("{}?offset=50", env.path("products")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ids(&list, "products"),
+        vec![product_id.clone()],
+        "the oldest is last"
+    );
+    assert_eq!(list["hasMore"], false);
+}

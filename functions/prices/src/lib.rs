@@ -10,8 +10,8 @@ use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
-    Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing, unwanted_stripe_keys,
-    validate_metadata,
+    DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
+    unwanted_stripe_keys, validate_metadata,
 };
 use billstack::model::{Interval, Price, PriceType};
 use billstack::routing::{Action, Resource};
@@ -56,7 +56,9 @@ async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         ],
     )?;
     let active_only = query.boolean("activeOnly", true)?;
-    let page = Page::from_query(&query, None, IdKind::Price)?;
+    // Bounded like every list (conventions.md: limit defaults to 50), so no answer
+    // outgrows Lambda's 6 MB response limit; `hasMore` says when there is more.
+    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Price)?;
     let product_id = query.get("productId");
     if let Some(product_id) = product_id
         && !IdKind::Product.matches(product_id)

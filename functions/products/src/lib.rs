@@ -8,7 +8,7 @@ use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
-    self, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
+    self, DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
     unwanted_stripe_keys, validate_metadata,
 };
 use billstack::model::Product;
@@ -48,8 +48,9 @@ async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         &["activeOnly", "limit", "offset", "startingAfter"],
     )?;
     let active_only = query.boolean("activeOnly", true)?;
-    // Without `limit`, every match (the contract's default).
-    let page = Page::from_query(&query, None, IdKind::Product)?;
+    // Bounded like every list (conventions.md: limit defaults to 50), so no answer
+    // outgrows Lambda's 6 MB response limit; `hasMore` says when there is more.
+    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Product)?;
     let (products, has_more) = app
         .store
         .list_products(req.project_id(), &page, active_only)

@@ -353,7 +353,8 @@ impl Store {
     }
 
     /// The `Query` loop behind every list: newest first, at most `offset + limit + 1`
-    /// matches read, pages sized to what is still needed.
+    /// matches read, pages sized to what is still needed. Only the page's own items are
+    /// kept: those skipped by `offset` are counted and dropped as they arrive.
     pub(crate) async fn query_newest_first<T: DeserializeOwned>(
         &self,
         index: Option<&str>,
@@ -365,13 +366,17 @@ impl Store {
     ) -> Result<(Vec<T>, bool), ApiError> {
         let wanted = page.limit.map(|limit| (page.offset + limit) as usize + 1);
         let mut start_key = start_after;
-        let mut found: Vec<Item> = Vec::new();
+        let offset = page.offset as usize;
+        let keep = page.limit.map_or(usize::MAX, |l| l as usize);
+        // Matches seen so far, and the ones of the page.
+        let mut matched = 0usize;
+        let mut kept: Vec<Item> = Vec::new();
         let (filter_expr, filter_values) = match filter {
             Some((expr, values)) => (Some(expr.to_owned()), values),
             None => (None, HashMap::new()),
         };
         loop {
-            let remaining = wanted.map(|w| w.saturating_sub(found.len()));
+            let remaining = wanted.map(|w| w.saturating_sub(matched));
             let mut query = self
                 .client
                 .query()
@@ -401,19 +406,21 @@ impl Store {
                 query = query.limit(page_size as i32);
             }
             let out = query.send().await.map_err(dynamo_error)?;
-            found.extend(out.items.unwrap_or_default());
+            for item in out.items.unwrap_or_default() {
+                if matched >= offset && kept.len() < keep {
+                    kept.push(item);
+                }
+                matched += 1;
+            }
             start_key = out.last_evaluated_key;
-            let enough = wanted.is_some_and(|w| found.len() >= w);
+            let enough = wanted.is_some_and(|w| matched >= w);
             if enough || start_key.is_none() {
                 break;
             }
         }
-        let offset = page.offset as usize;
-        let has_more = wanted.is_some_and(|w| found.len() >= w);
-        let items = found
+        let has_more = wanted.is_some_and(|w| matched >= w);
+        let items = kept
             .into_iter()
-            .skip(offset)
-            .take(page.limit.map_or(usize::MAX, |l| l as usize))
             .map(from_item)
             .collect::<Result<Vec<T>, _>>()?;
         Ok((items, has_more))
