@@ -773,3 +773,33 @@ async fn lists_without_a_limit_are_bounded_at_fifty() {
     );
     assert_eq!(list["hasMore"], false);
 }
+
+/// The product's PutItem is applied but its answer is lost; the SDK retries it and the
+/// retry fails its condition on our own record. That is a success, not a reason to delete
+/// the Stripe product of a record that exists (issue #10, item 9).
+#[tokio::test]
+async fn a_lost_answer_to_the_product_write_is_not_undone_in_stripe() {
+    let env = TestEnv::new().await;
+    env.dynamo.lose_next_answers("PutItem", 1);
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "Ambiguous"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let stripe_id = body["product"]["stripeProductId"].as_str().unwrap();
+    assert!(
+        env.stripe.product(stripe_id).is_some(),
+        "the Stripe product is kept"
+    );
+    assert_eq!(env.stripe.request_count("DELETE /v1/products/:id"), 0);
+    let stored = env
+        .store
+        .get_product(&env.project.id, body["product"]["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("the record is there");
+    assert_eq!(stored.stripe_product_id, stripe_id);
+}

@@ -125,9 +125,23 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         deleting: false,
     };
     if let Err(err) = app.store.insert_product(&product).await {
-        // Undo the Stripe side: a product with no prices can be deleted outright.
-        if let Err(undo) = app.stripe.delete_product(&product.stripe_product_id).await {
-            tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
+        // A write whose answer was lost may have committed (the SDK's retry then fails its
+        // condition on our own record): look before undoing anything.
+        match app.store.get_product(project_id, &product.id).await {
+            Ok(Some(stored)) if stored.stripe_product_id == product.stripe_product_id => {
+                return Ok(ApiResponse::created(json!({"product": stored.to_json()})));
+            }
+            // Not written: undo the Stripe side (a product with no prices can be deleted).
+            Ok(_) => {
+                if let Err(undo) = app.stripe.delete_product(&product.stripe_product_id).await {
+                    tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
+                }
+            }
+            // Cannot tell: keep the Stripe product (its metadata names our ID) rather than
+            // risk deleting the Stripe side of a record that exists.
+            Err(_) => {
+                tracing::error!(stripe_product = %product.stripe_product_id, "product write unconfirmed; Stripe product kept");
+            }
         }
         return Err(err);
     }

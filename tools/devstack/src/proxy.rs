@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 struct State {
     counts: HashMap<String, usize>,
-    /// operation → (remaining, status, error body)
-    faults: HashMap<String, (u32, u16, String)>,
+    /// operation → (remaining, status, error body, whether the call is applied first)
+    faults: HashMap<String, Fault>,
 }
 
 /// A running proxy; dropping it stops it.
@@ -115,12 +115,7 @@ impl DynamoProxy {
     /// Answers the next `times` calls of `operation` with DynamoDB's `InternalServerError`
     /// (HTTP 500), without forwarding them.
     pub fn fail_next(&self, operation: &str, times: u32) {
-        self.answer_next(
-            operation,
-            times,
-            500,
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected by DynamoProxy"}"#.to_owned(),
-        );
+        self.answer_next(operation, times, 500, INTERNAL_ERROR.to_owned());
     }
 
     /// Answers the next `times` `TransactWriteItems` calls as DynamoDB does when another
@@ -138,11 +133,35 @@ impl DynamoProxy {
         self.answer_next("TransactWriteItems", times, 400, body);
     }
 
+    /// Forwards the next `times` calls of `operation` (DynamoDB applies them) and then
+    /// answers `InternalServerError`: a response lost on the way back, which the SDK retries.
+    pub fn lose_next_answers(&self, operation: &str, times: u32) {
+        self.insert_fault(
+            operation,
+            Fault {
+                remaining: times,
+                status: 500,
+                body: INTERNAL_ERROR.to_owned(),
+                applied: true,
+            },
+        );
+    }
+
     fn answer_next(&self, operation: &str, times: u32, status: u16, body: String) {
+        self.insert_fault(
+            operation,
+            Fault {
+                remaining: times,
+                status,
+                body,
+                applied: false,
+            },
+        );
+    }
+
+    fn insert_fault(&self, operation: &str, fault: Fault) {
         if let Ok(mut state) = self.state.lock() {
-            state
-                .faults
-                .insert(operation.to_owned(), (times, status, body));
+            state.faults.insert(operation.to_owned(), fault);
         }
     }
 }
@@ -156,16 +175,17 @@ async fn forward(
     let op = operation(&request);
     let fault = state.lock().ok().and_then(|mut s| {
         *s.counts.entry(op.clone()).or_default() += 1;
-        let (remaining, status, kind) = s.faults.get_mut(&op)?;
-        if *remaining == 0 {
+        let fault = s.faults.get_mut(&op)?;
+        if fault.remaining == 0 {
             return None;
         }
-        *remaining -= 1;
-        Some((*status, kind.clone()))
+        fault.remaining -= 1;
+        Some(fault.clone())
     });
-    if let Some((status, body)) = fault {
-        return response(status, body.into());
-    }
+    let lost = match fault {
+        Some(fault) if !fault.applied => return response(fault.status, fault.body.into()),
+        lost => lost,
+    };
     let (mut parts, body) = request.into_parts();
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return response(
@@ -184,13 +204,26 @@ async fn forward(
     {
         Ok(answer) => {
             let (parts, body) = answer.into_parts();
-            match body.collect().await {
-                Ok(bytes) => Response::from_parts(parts, Full::new(bytes.to_bytes())),
-                Err(_) => response(502, Bytes::from_static(b"proxy: upstream body failed")),
+            match (body.collect().await, lost) {
+                (Ok(_), Some(fault)) => response(fault.status, fault.body.into()),
+                (Ok(bytes), None) => Response::from_parts(parts, Full::new(bytes.to_bytes())),
+                (Err(_), _) => response(502, Bytes::from_static(b"proxy: upstream body failed")),
             }
         }
         Err(_) => response(502, Bytes::from_static(b"proxy: upstream unreachable")),
     }
+}
+
+const INTERNAL_ERROR: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected by DynamoProxy"}"#;
+
+/// An injected answer for the next `remaining` calls of an operation.
+#[derive(Debug, Clone)]
+struct Fault {
+    remaining: u32,
+    status: u16,
+    body: String,
+    /// Forwarded (and applied by DynamoDB) before the injected answer replaces the real one.
+    applied: bool,
 }
 
 fn response(status: u16, body: Bytes) -> Response<Full<Bytes>> {
