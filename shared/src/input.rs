@@ -275,15 +275,26 @@ pub fn unwanted_stripe_keys(
         .collect()
 }
 
-/// Trims and lowercases an email and checks that it looks like one: a local part and a
-/// dotted domain of letters, digits and hyphens, within the lengths mail allows.
+/// One form per mailbox: the address trimmed, in Unicode compatibility form (NFKC, so a
+/// full-width `ｊａｎｅ＠ｅｘａｍｐｌｅ.com` is `jane@example.com`), lowercased, and its domain in
+/// its ASCII (IDNA, UTS #46) form, so `bücher.de` and `xn--bcher-kva.de` are one domain.
+/// Then checks that it looks like an address: a local part and a dotted domain of letters,
+/// digits and hyphens, within the lengths mail allows.
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_lowercase();
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     let invalid = || {
         ApiError::invalid(
             "email",
             format!("email is not a valid email address: {raw:?}"),
         )
+    };
+    let email = match folded.rsplit_once('@') {
+        Some((local, domain)) => {
+            let ascii = idna::domain_to_ascii(domain).map_err(|_| invalid())?;
+            format!("{local}@{ascii}")
+        }
+        None => folded.clone(),
     };
     if email.is_empty() {
         return Err(ApiError::invalid("email", "email must not be empty"));
@@ -495,6 +506,23 @@ mod tests {
         assert_eq!(
             normalize_email("  Jane@Example.COM ").unwrap(),
             "jane@example.com"
+        );
+        assert_eq!(
+            normalize_email("a.b+tag@sub.example.co").unwrap(),
+            "a.b+tag@sub.example.co"
+        );
+        // One form per mailbox: full-width and ASCII, Unicode and punycode domains.
+        assert_eq!(
+            normalize_email("ＪＡＮＥ＠ＥＸＡＭＰＬＥ.com").unwrap(),
+            "jane@example.com"
+        );
+        assert_eq!(
+            normalize_email("Jane@Bücher.de").unwrap(),
+            normalize_email("jane@xn--bcher-kva.de").unwrap()
+        );
+        assert_eq!(
+            normalize_email("jane@bücher.de").unwrap(),
+            "jane@xn--bcher-kva.de"
         );
         assert_eq!(
             normalize_email("a.b+tag@sub.example.co").unwrap(),

@@ -923,3 +923,28 @@ async fn a_transaction_conflict_on_create_is_503_and_the_retry_succeeds() {
         "the retry linked to the Stripe customer of the first attempt"
     );
 }
+
+/// Full-width and ASCII forms of one address are one customer: the second create is 409
+/// (issue #10, item 11; the rule is in input::normalize_email and the README).
+#[tokio::test]
+async fn compatibility_forms_of_one_email_are_one_reservation() {
+    let env = TestEnv::new().await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "ｊａｎｅ＠ｅｘａｍｐｌｅ.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["customer"]["email"], "jane@example.com");
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "Jane@Example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "email_taken");
+}
