@@ -224,29 +224,19 @@ pub enum Caller {
 /// this interval, not one per request.
 pub const LAST_USED_INTERVAL_SECS: i64 = 60;
 
-/// What a session needs on a team-level route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TeamAccess {
-    /// Any signed-in user (list one's teams, create a team).
-    AnyUser,
-    /// Any member of the path's team: both roles read the team, its projects, members and
-    /// keys, and create and rename projects.
-    Member,
-    /// Owners only: members, API keys, renaming the team.
-    Owner,
-}
-
-/// The access each team-level action needs.
-pub fn team_access(resource: TeamResource, action: Action, has_team: bool) -> TeamAccess {
-    match (resource, action) {
-        (TeamResource::Teams, _) if !has_team => TeamAccess::AnyUser,
-        (TeamResource::Teams, Action::Update) => TeamAccess::Owner,
-        (TeamResource::Members, Action::Create | Action::Update | Action::Delete) => {
-            TeamAccess::Owner
-        }
-        (TeamResource::ApiKeys, Action::Create | Action::Delete) => TeamAccess::Owner,
-        _ => TeamAccess::Member,
-    }
+/// Whether a team-level action is owners' work: members, API keys, renaming the team. Any
+/// member of the path's team may do the rest (read the team, its projects, members and
+/// keys; create and rename projects); `/teams` itself needs only a session.
+pub fn needs_owner(resource: TeamResource, action: Action) -> bool {
+    matches!(
+        (resource, action),
+        (TeamResource::Teams, Action::Update)
+            | (
+                TeamResource::Members,
+                Action::Create | Action::Update | Action::Delete
+            )
+            | (TeamResource::ApiKeys, Action::Create | Action::Delete)
+    )
 }
 
 /// A signed-in user on a team-level route, with their membership of the path's team.
@@ -413,10 +403,6 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(ttl: Duration) -> Self {
-        Self::with_sessions(ttl, None)
-    }
-
     /// With sessions of `issuer` accepted beside API keys.
     pub fn with_sessions(ttl: Duration, issuer: Option<SessionVerifier>) -> Self {
         Self {
@@ -446,7 +432,8 @@ impl Authenticator {
     ) -> Result<Principal, ApiError> {
         let principal = match parse_credential(authorization)? {
             Credential::ApiKey(secret) => {
-                let key = self.key_record(store, &secret).await?;
+                let hash = secret.hash();
+                let key = self.key_record(store, &hash).await?;
                 let principal = authorize(
                     &key,
                     clock::now_epoch(),
@@ -455,7 +442,7 @@ impl Authenticator {
                     resource,
                     access,
                 )?;
-                self.note_use(store, &secret, &key).await;
+                self.note_use(store, hash, &key).await;
                 principal
             }
             Credential::Session(token) => {
@@ -485,7 +472,7 @@ impl Authenticator {
     ) -> Result<TeamPrincipal, ApiError> {
         let token = match parse_credential(authorization)? {
             Credential::ApiKey(secret) => {
-                let key = self.key_record(store, &secret).await?;
+                let key = self.key_record(store, &secret.hash()).await?;
                 check_key_usable(&key, clock::now_epoch())?;
                 return Err(ApiError::new(
                     http::StatusCode::FORBIDDEN,
@@ -503,9 +490,7 @@ impl Authenticator {
             });
         };
         let membership = self.read_membership(store, team_id, &session).await?;
-        if team_access(route.resource, route.action, true) == TeamAccess::Owner
-            && membership.role != Role::Owner
-        {
+        if needs_owner(route.resource, route.action) && membership.role != Role::Owner {
             return Err(ApiError::new(
                 http::StatusCode::FORBIDDEN,
                 "owner_required",
@@ -597,29 +582,24 @@ impl Authenticator {
             .remove(&(team_id.to_owned(), user_id.to_owned()));
     }
 
-    async fn key_record(
-        &self,
-        store: &Store,
-        secret: &ApiKeySecret,
-    ) -> Result<ApiKeyRecord, ApiError> {
-        let hash = secret.hash();
-        if let Some(record) = self.keys.get(&hash) {
+    /// The record of the key whose secret hashes to `hash`.
+    async fn key_record(&self, store: &Store, hash: &str) -> Result<ApiKeyRecord, ApiError> {
+        if let Some(record) = self.keys.get(&hash.to_owned()) {
             return Ok(record);
         }
         let record = store
-            .get_api_key_by_hash(&hash)
+            .get_api_key_by_hash(hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("Invalid API key"))?;
-        self.keys.insert(hash, record.clone());
+        self.keys.insert(hash.to_owned(), record.clone());
         Ok(record)
     }
 
     /// Writes the key's `lastUsedAt` when it is older than [`LAST_USED_INTERVAL_SECS`] and
     /// this container has not written it within that interval. Never fails the request.
-    async fn note_use(&self, store: &Store, secret: &ApiKeySecret, key: &ApiKeyRecord) {
+    async fn note_use(&self, store: &Store, hash: String, key: &ApiKeyRecord) {
         let now = clock::now_epoch();
         let since = now - LAST_USED_INTERVAL_SECS;
-        let hash = secret.hash();
         if key.last_used_at.is_some_and(|at| at > since) || self.touched.get(&hash).is_some() {
             return;
         }
@@ -775,6 +755,31 @@ mod tests {
             Resource::Prices,
             Access::Write
         ));
+    }
+
+    #[test]
+    fn owners_alone_manage_members_keys_and_the_team_name() {
+        use TeamResource::*;
+        for (resource, action) in [
+            (Teams, Action::Update),
+            (Members, Action::Create),
+            (Members, Action::Update),
+            (Members, Action::Delete),
+            (ApiKeys, Action::Create),
+            (ApiKeys, Action::Delete),
+        ] {
+            assert!(needs_owner(resource, action), "{resource:?} {action:?}");
+        }
+        for (resource, action) in [
+            (Teams, Action::Get),
+            (Members, Action::List),
+            (Projects, Action::Create),
+            (Projects, Action::Update),
+            (ApiKeys, Action::List),
+            (ApiKeys, Action::Get),
+        ] {
+            assert!(!needs_owner(resource, action), "{resource:?} {action:?}");
+        }
     }
 
     #[test]

@@ -178,33 +178,48 @@ struct Claim {
     replay: Option<Answer>,
 }
 
+/// A client's `Idempotency-Key` on a create, with the fingerprint of the request it came
+/// with (route and body), taken before the body moves on to the handler.
+struct ClientKey {
+    key: String,
+    fingerprint: String,
+}
+
+impl ClientKey {
+    fn new(route_name: &str, key: &str, body: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(route_name.as_bytes());
+        hasher.update([0]);
+        hasher.update(body);
+        let fingerprint = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            key: key.to_owned(),
+            fingerprint,
+        }
+    }
+}
+
 /// Checks a client's `Idempotency-Key` on a create: the first use runs, a retry of the
 /// same request replays the first answer, the same key with another request is refused.
 async fn claim_key(
     app: &App,
     scope: IdempotencyScope<'_>,
-    route_name: &str,
-    key: &str,
-    body: &[u8],
+    client: &ClientKey,
 ) -> Result<Claim, ApiError> {
+    let key = client.key.as_str();
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid(
             "Idempotency-Key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         ));
     }
-    let mut hasher = Sha256::new();
-    hasher.update(route_name.as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    let fingerprint: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let claim = app
         .store
-        .claim_idempotency_key(scope, key, &fingerprint, crate::clock::now_epoch())
+        .claim_idempotency_key(scope, key, &client.fingerprint, crate::clock::now_epoch())
         .await?;
     let replay = match claim {
         IdempotencyClaim::Claimed => None,
@@ -239,16 +254,14 @@ async fn claim_key(
 async fn with_idempotency<Fut>(
     app: &App,
     scope: IdempotencyScope<'_>,
-    route_name: &str,
-    idempotency_key: Option<&str>,
-    body: &[u8],
+    client: Option<ClientKey>,
     handler: Fut,
 ) -> Result<Answer, ApiError>
 where
     Fut: Future<Output = Result<ApiResponse, ApiError>>,
 {
-    let claim = match idempotency_key {
-        Some(key) => Some(claim_key(app, scope, route_name, key, body).await?),
+    let claim = match &client {
+        Some(client) => Some(claim_key(app, scope, client).await?),
         None => None,
     };
     if let Some(replay) = claim.as_ref().and_then(|c| c.replay.clone()) {
@@ -305,24 +318,22 @@ where
             .await?;
         let idempotency_key = header(headers, "idempotency-key").map(str::to_owned);
         let body = request.body().as_ref().to_vec();
-        let route_name = route.name();
         let project_id = route.project_id.clone();
-        let claimed = (route.action == Action::Create)
-            .then_some(idempotency_key.as_deref())
-            .flatten();
+        let client = idempotency_key
+            .as_deref()
+            .filter(|_| route.action == Action::Create)
+            .map(|key| ClientKey::new(&route.name(), key, &body));
         let api_request = ApiRequest {
             principal,
             query: request.uri().query().map(str::to_owned),
-            idempotency_key: idempotency_key.clone(),
-            body: body.clone(),
+            idempotency_key,
+            body,
             route,
         };
         with_idempotency(
             app,
             IdempotencyScope::Project(&project_id),
-            &route_name,
-            claimed,
-            &body,
+            client,
             handler(api_request),
         )
         .await
@@ -359,7 +370,9 @@ where
             ));
         }
         let body = request.body().as_ref().to_vec();
-        let route_name = route.name();
+        let client = idempotency_key
+            .as_deref()
+            .map(|key| ClientKey::new(&route.name(), key, &body));
         let user_id = principal.session.user_id.clone();
         let team_id = route.team_id.clone();
         let scope = match &team_id {
@@ -369,18 +382,10 @@ where
         let team_request = TeamRequest {
             principal,
             query: request.uri().query().map(str::to_owned),
-            body: body.clone(),
+            body,
             route,
         };
-        with_idempotency(
-            app,
-            scope,
-            &route_name,
-            idempotency_key.as_deref(),
-            &body,
-            handler(team_request),
-        )
-        .await
+        with_idempotency(app, scope, client, handler(team_request)).await
     })
     .await
 }

@@ -60,6 +60,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The HTTP method of the action.
+    pub fn method(self) -> &'static str {
+        match self {
+            Action::List | Action::Get => "GET",
+            Action::Create => "POST",
+            Action::Update => "PATCH",
+            Action::Delete => "DELETE",
+        }
+    }
+
     pub fn access(self) -> Access {
         match self {
             Action::List | Action::Get => Access::Read,
@@ -82,15 +92,13 @@ pub struct Route {
 impl Route {
     /// A short, log-safe name such as `GET /customers/{id}`.
     pub fn name(&self) -> String {
-        let (method, item) = match self.action {
-            Action::List => ("GET", false),
-            Action::Create => ("POST", false),
-            Action::Get => ("GET", true),
-            Action::Update => ("PATCH", true),
-            Action::Delete => ("DELETE", true),
-        };
+        let item = matches!(self.action, Action::Get | Action::Update | Action::Delete);
         let suffix = if item { "/{id}" } else { "" };
-        format!("{method} /{}{suffix}", self.resource.segment())
+        format!(
+            "{} /{}{suffix}",
+            self.action.method(),
+            self.resource.segment()
+        )
     }
 }
 
@@ -153,12 +161,7 @@ pub struct TeamRoute {
 impl TeamRoute {
     /// A short, log-safe name such as `PATCH /teams/{id}/members/{id}`.
     pub fn name(&self) -> String {
-        let method = match self.action {
-            Action::List | Action::Get => "GET",
-            Action::Create => "POST",
-            Action::Update => "PATCH",
-            Action::Delete => "DELETE",
-        };
+        let method = self.action.method();
         match (
             self.resource,
             self.team_id.is_some(),

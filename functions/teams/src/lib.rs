@@ -1,6 +1,6 @@
 //! The team-level API, for signed-in dashboard users: their teams, a team's members,
 //! projects and API keys. Sessions only; the role each action needs is checked before a
-//! handler runs (`billstack::auth::team_access`). The Lambda, the local server and the tests
+//! handler runs (`billstack::auth::needs_owner`). The Lambda, the local server and the tests
 //! all call [`handle`].
 
 use billstack::App;
@@ -44,16 +44,11 @@ pub async fn handle(app: &App, req: TeamRequest) -> Result<ApiResponse, ApiError
     }
 }
 
-/// `limit`/`offset` of a team-level list, as on every list of the API.
-fn page(req: &TeamRequest) -> Result<Page, ApiError> {
+/// `limit`/`offset` of a team-level list of `kind`, bounded as on every list. These lists
+/// are read from `gsi1` and take no `startingAfter` cursor.
+fn page(req: &TeamRequest, kind: IdKind) -> Result<Page, ApiError> {
     let query = Query::parse(req.query.as_deref(), &["limit", "offset"])?;
-    Ok(Page {
-        limit: query.integer("limit", Some(DEFAULT_LIMIT), 1, input::MAX_LIMIT)?,
-        offset: query
-            .integer("offset", Some(0), 0, input::MAX_OFFSET)?
-            .unwrap_or(0),
-        starting_after: None,
-    })
+    Page::from_query(&query, Some(DEFAULT_LIMIT), kind)
 }
 
 /// Refuses a query string where a route takes none.
@@ -76,7 +71,7 @@ fn required_name(body: &[u8]) -> Result<String, ApiError> {
 }
 
 async fn list_teams(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
-    let page = page(req)?;
+    let page = page(req, IdKind::Team)?;
     let (teams, has_more) = app.store.teams_of_user(req.user_id(), &page).await?;
     Ok(ApiResponse::ok(json!({
         "teams": teams.iter().map(|(team, role)| team.to_json(Some(*role))).collect::<Vec<_>>(),
@@ -199,7 +194,7 @@ async fn remove_member(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiE
 }
 
 async fn list_projects(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
-    let page = page(req)?;
+    let page = page(req, IdKind::Project)?;
     let (projects, has_more) = app.store.list_projects(req.team_id(), &page).await?;
     Ok(ApiResponse::ok(json!({
         "projects": projects.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
@@ -257,7 +252,7 @@ struct CreateKeyBody {
 }
 
 async fn list_keys(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
-    let page = page(req)?;
+    let page = page(req, IdKind::ApiKey)?;
     let (keys, has_more) = app.store.list_api_keys(req.team_id(), &page).await?;
     Ok(ApiResponse::ok(json!({
         "keys": keys.iter().map(|k| k.to_json()).collect::<Vec<_>>(),

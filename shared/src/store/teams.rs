@@ -137,36 +137,33 @@ impl Store {
         name: &str,
         now: i64,
     ) -> Result<Option<Team>, ApiError> {
-        self.update_returning(
-            keys::team(team_id),
-            "SET #name = :name, updatedAt = :now",
-            "attribute_exists(pk)",
-            HashMap::from([(":name".to_owned(), s(name)), (":now".to_owned(), n(now))]),
-        )
-        .await
+        self.rename_item(keys::team(team_id), name, now, "attribute_exists(pk)", None)
+            .await
     }
 
-    /// An update of one item with `SET`/`condition` over `#name` and `values`; the item as
-    /// written, or `None` if the condition failed.
-    async fn update_returning<T: serde::de::DeserializeOwned>(
+    /// Sets an item's `name` and `updatedAt` where `condition` (with the one extra value
+    /// `extra`) holds; the item as written, or `None` if the condition failed.
+    async fn rename_item<T: serde::de::DeserializeOwned>(
         &self,
         key: (String, String),
-        update: &str,
+        name: &str,
+        now: i64,
         condition: &str,
-        values: HashMap<String, AttributeValue>,
+        extra: Option<(&str, AttributeValue)>,
     ) -> Result<Option<T>, ApiError> {
+        let mut values =
+            HashMap::from([(":name".to_owned(), s(name)), (":now".to_owned(), n(now))]);
+        if let Some((placeholder, value)) = extra {
+            values.insert(placeholder.to_owned(), value);
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_item(key)))
-            .update_expression(update)
+            .update_expression("SET #name = :name, updatedAt = :now")
             .condition_expression(condition)
-            .set_expression_attribute_names(
-                update
-                    .contains("#name")
-                    .then(|| HashMap::from([("#name".to_owned(), "name".to_owned())])),
-            )
+            .expression_attribute_names("#name", "name")
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -466,15 +463,12 @@ impl Store {
         name: &str,
         now: i64,
     ) -> Result<Option<Project>, ApiError> {
-        self.update_returning(
+        self.rename_item(
             keys::project(project_id),
-            "SET #name = :name, updatedAt = :now",
+            name,
+            now,
             "attribute_exists(pk) AND teamId = :team",
-            HashMap::from([
-                (":name".to_owned(), s(name)),
-                (":now".to_owned(), n(now)),
-                (":team".to_owned(), s(team_id)),
-            ]),
+            Some((":team", s(team_id))),
         )
         .await
     }
