@@ -197,3 +197,39 @@ pub async fn create_api_key(
     store.put_api_key(&secret.hash(), &record).await?;
     Ok((record, secret))
 }
+
+/// Creates a symmetric KMS key for teams' secrets, with `alias` (`alias/…`) naming it, and
+/// returns the alias: what `KMS_KEY_ID` is set to. For a local KMS; deployed, the template
+/// creates the key.
+pub async fn create_kms_key(kms: &crate::secrets::Kms, alias: &str) -> Result<String, ApiError> {
+    let failed = |what: &str, detail: String| ApiError::internal(format!("kms {what}: {detail}"));
+    let key = kms
+        .client()
+        .create_key()
+        .description("BillStack team secrets (local)")
+        .send()
+        .await
+        .map_err(|e| {
+            failed(
+                "CreateKey",
+                aws_sdk_kms::error::DisplayErrorContext(&e).to_string(),
+            )
+        })?;
+    let key_id = key
+        .key_metadata
+        .map(|m| m.key_id)
+        .ok_or_else(|| failed("CreateKey", "no key in the answer".to_owned()))?;
+    kms.client()
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .map_err(|e| {
+            failed(
+                "CreateAlias",
+                aws_sdk_kms::error::DisplayErrorContext(&e).to_string(),
+            )
+        })?;
+    Ok(alias.to_owned())
+}

@@ -1,20 +1,24 @@
 //! What every handler works with: built once per process and passed by reference.
 
 use crate::auth::Authenticator;
-use crate::config::{Config, StripeSecret};
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::secrets::Kms;
 use crate::store::Store;
-use crate::stripe::StripeGateway;
+use crate::stripe::{StripeAccounts, StripeGateway, StripeHttp};
 
 #[derive(Debug)]
 pub struct App {
     pub store: Store,
-    pub stripe: StripeGateway,
+    /// Every team's own Stripe account.
+    pub stripe: StripeAccounts,
     pub auth: Authenticator,
+    /// `PUBLIC_BASE_URL`, if set.
+    pub public_base_url: Option<String>,
 }
 
 impl App {
-    pub fn new(store: Store, stripe: StripeGateway, config: &Config) -> Self {
+    pub fn new(store: Store, stripe: StripeAccounts, config: &Config) -> Self {
         Self {
             store,
             stripe,
@@ -22,7 +26,14 @@ impl App {
                 config.auth_cache_ttl,
                 config.sessions.as_ref(),
             ),
+            public_base_url: config.public_base_url.clone(),
         }
+    }
+
+    /// The gateway to `team_id`'s own Stripe account; 409 `stripe_not_connected` if the
+    /// team has none.
+    pub async fn stripe_for(&self, team_id: &str) -> Result<StripeGateway, ApiError> {
+        self.stripe.for_team(&self.store, team_id).await
     }
 
     /// Builds the clients from `config`, with the settings a Lambda function uses
@@ -36,19 +47,24 @@ impl App {
     pub fn with_sdk(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, ApiError> {
         let store =
             Store::with_config(sdk, &config.table_name, config.dynamodb_endpoint.as_deref());
-        let stripe = match &config.stripe_secret {
-            StripeSecret::Key(key) => StripeGateway::new(
-                key,
-                config.stripe_api_base.as_deref(),
-                config.stripe_timeout,
-            )?,
-            StripeSecret::SsmParameter(name) => StripeGateway::from_ssm_parameter(
-                aws_sdk_ssm::Client::new(sdk),
-                name,
-                config.stripe_api_base.as_deref(),
-                config.stripe_timeout,
-            ),
-        };
+        let user_agent = concat!("BillStack/", env!("CARGO_PKG_VERSION"));
+        let http = StripeHttp::new(
+            config.stripe_api_base.as_deref(),
+            Some(config.stripe_timeout),
+            user_agent,
+        )
+        .map_err(|e| ApiError::internal(format!("stripe client: {e}")))?;
+        let kms = Kms::new(
+            sdk,
+            config.kms_endpoint.as_deref(),
+            config.kms_key_id.as_deref(),
+        );
+        let stripe = StripeAccounts::new(
+            http,
+            kms,
+            config.auth_cache_ttl,
+            config.stripe_key_cache_ttl,
+        );
         Ok(Self::new(store, stripe, config))
     }
 }

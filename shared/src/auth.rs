@@ -3,14 +3,13 @@
 //! may do something. The lookups in the table, with their warm-container cache, are
 //! [`Authenticator`]; the rules are pure functions, unit-tested.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cache::TtlCache;
 use crate::clock;
 use crate::error::ApiError;
 use crate::model::{Membership, Role};
@@ -224,7 +223,8 @@ pub enum Caller {
 /// this interval, not one per request.
 pub const LAST_USED_INTERVAL_SECS: i64 = 60;
 
-/// Whether a team-level action is owners' work: members, API keys, renaming the team. Any
+/// Whether a team-level action is owners' work: members, API keys, the Stripe connection,
+/// renaming the team. Any
 /// member of the path's team may do the rest (read the team, its projects, members and
 /// keys; create and rename projects); `/teams` itself needs only a session.
 pub fn needs_owner(resource: TeamResource, action: Action) -> bool {
@@ -236,6 +236,7 @@ pub fn needs_owner(resource: TeamResource, action: Action) -> bool {
                 Action::Create | Action::Update | Action::Delete
             )
             | (TeamResource::ApiKeys, Action::Create | Action::Delete)
+            | (TeamResource::Stripe, Action::Create | Action::Delete)
     )
 }
 
@@ -337,45 +338,6 @@ pub fn parse_bearer(header: Option<&str>) -> Result<ApiKeySecret, ApiError> {
     }
 }
 
-/// Entries a warm container remembers for a while, so a warm request costs no extra read.
-struct TtlCache<K, V> {
-    ttl: Duration,
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
-    fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().ok()?;
-        let (value, at) = entries.get(key)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
-    }
-
-    fn insert(&self, key: K, value: V) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= CACHE_CAPACITY {
-                entries.clear();
-            }
-            entries.insert(key, (value, Instant::now()));
-        }
-    }
-
-    fn remove(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
-}
-
 /// Looks keys, memberships and projects up in the table, remembering what it found for
 /// `ttl` in the warm container so a warm request costs no extra DynamoDB call. A revoked
 /// key or a removed member therefore keeps working for at most `ttl` in a container that
@@ -390,13 +352,10 @@ pub struct Authenticator {
     sessions: Option<SessionVerifier>,
 }
 
-/// Bound on cached entries, so a flood of distinct keys cannot grow memory without end.
-const CACHE_CAPACITY: usize = 1024;
-
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("ttl", &self.keys.ttl)
+            .field("ttl", &self.keys.ttl())
             .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
@@ -758,7 +717,7 @@ mod tests {
     }
 
     #[test]
-    fn owners_alone_manage_members_keys_and_the_team_name() {
+    fn owners_alone_manage_members_keys_stripe_and_the_team_name() {
         use TeamResource::*;
         for (resource, action) in [
             (Teams, Action::Update),
@@ -767,6 +726,8 @@ mod tests {
             (Members, Action::Delete),
             (ApiKeys, Action::Create),
             (ApiKeys, Action::Delete),
+            (Stripe, Action::Create),
+            (Stripe, Action::Delete),
         ] {
             assert!(needs_owner(resource, action), "{resource:?} {action:?}");
         }
@@ -777,6 +738,7 @@ mod tests {
             (Projects, Action::Update),
             (ApiKeys, Action::List),
             (ApiKeys, Action::Get),
+            (Stripe, Action::Get),
         ] {
             assert!(!needs_owner(resource, action), "{resource:?} {action:?}");
         }

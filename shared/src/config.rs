@@ -11,9 +11,19 @@ pub struct Config {
     pub table_name: String,
     /// `DYNAMODB_ENDPOINT`: DynamoDB Local's URL; unset for AWS.
     pub dynamodb_endpoint: Option<String>,
-    /// `STRIPE_SECRET_KEY`, or `STRIPE_SECRET_PARAM`: the name of an SSM SecureString
-    /// parameter holding it (read at the first Stripe call, never at init).
-    pub stripe_secret: StripeSecret,
+    /// `KMS_KEY_ID`: the KMS key teams' Stripe secrets are encrypted under (an ID, ARN or
+    /// `alias/…`). Needed by the function that connects Stripe; the others decrypt with the
+    /// key named in each ciphertext.
+    pub kms_key_id: Option<String>,
+    /// `AWS_ENDPOINT_URL_KMS`: a local KMS (moto); unset for AWS. Read here, not only by
+    /// aws-config, because a Lambda function builds its AWS settings without the loader.
+    pub kms_endpoint: Option<String>,
+    /// `STRIPE_KEY_CACHE_SECONDS` (default 300): how long a warm container keeps a team's
+    /// decrypted Stripe key.
+    pub stripe_key_cache_ttl: Duration,
+    /// `PUBLIC_BASE_URL`: the API's public address (a custom domain) for the webhook URL a
+    /// team is shown; unset: the address the request came to.
+    pub public_base_url: Option<String>,
     /// `STRIPE_API_BASE`: the emulator's URL; unset for api.stripe.com.
     pub stripe_api_base: Option<String>,
     /// `STRIPE_TIMEOUT_MS` (default 8000): bound on each Stripe attempt.
@@ -31,7 +41,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("table_name", &self.table_name)
             .field("dynamodb_endpoint", &self.dynamodb_endpoint)
-            .field("stripe_secret", &self.stripe_secret)
+            .field("kms_key_id", &self.kms_key_id)
+            .field("kms_endpoint", &self.kms_endpoint)
+            .field("stripe_key_cache_ttl", &self.stripe_key_cache_ttl)
+            .field("public_base_url", &self.public_base_url)
             .field("stripe_api_base", &self.stripe_api_base)
             .field("stripe_timeout", &self.stripe_timeout)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
@@ -40,24 +53,9 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Where the Stripe secret key comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StripeSecret {
-    Key(String),
-    SsmParameter(String),
-}
-
-impl std::fmt::Debug for StripeSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StripeSecret::Key(_) => f.write_str("Key(<redacted>)"),
-            StripeSecret::SsmParameter(name) => write!(f, "SsmParameter({name})"),
-        }
-    }
-}
-
 pub const DEFAULT_STRIPE_TIMEOUT_MS: u64 = 8_000;
 pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 30;
+pub const DEFAULT_STRIPE_KEY_CACHE_SECS: u64 = 300;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -77,18 +75,9 @@ impl Config {
     /// Reads the environment; an error names the variable that is missing or wrong.
     pub fn from_env() -> Result<Self, String> {
         let table_name = var("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
-        let stripe_secret = match (var("STRIPE_SECRET_KEY"), var("STRIPE_SECRET_PARAM")) {
-            (Some(key), _) if key.starts_with("sk_") || key.starts_with("rk_") => {
-                StripeSecret::Key(key)
-            }
-            (Some(_), _) => {
-                return Err("STRIPE_SECRET_KEY must be a Stripe secret key (sk_...) or restricted key (rk_...)".into());
-            }
-            (None, Some(name)) => StripeSecret::SsmParameter(name),
-            (None, None) => {
-                return Err("set STRIPE_SECRET_KEY, or STRIPE_SECRET_PARAM (an SSM SecureString parameter name)".into());
-            }
-        };
+        if var("STRIPE_SECRET_KEY").is_some() || var("STRIPE_SECRET_PARAM").is_some() {
+            return Err("STRIPE_SECRET_KEY and STRIPE_SECRET_PARAM are no longer read: each team connects its own Stripe account (POST /api/billstack/teams/{teamId}/stripe/connect); unset them".into());
+        }
         let sessions = match (var("AUTH_ISSUER"), var("AUTH_AUDIENCE")) {
             (None, _) => None,
             (Some(_), None) => {
@@ -104,7 +93,13 @@ impl Config {
             sessions,
             table_name,
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
-            stripe_secret,
+            kms_key_id: var("KMS_KEY_ID"),
+            kms_endpoint: var("AWS_ENDPOINT_URL_KMS"),
+            stripe_key_cache_ttl: Duration::from_secs(number(
+                "STRIPE_KEY_CACHE_SECONDS",
+                DEFAULT_STRIPE_KEY_CACHE_SECS,
+            )?),
+            public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             stripe_api_base: var("STRIPE_API_BASE"),
             stripe_timeout: Duration::from_millis(number(
                 "STRIPE_TIMEOUT_MS",

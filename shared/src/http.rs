@@ -75,6 +75,9 @@ impl ApiRequest {
 pub struct TeamRequest {
     pub route: TeamRoute,
     pub principal: TeamPrincipal,
+    /// Where this API is reached from outside (`https://api.example.com`): `PUBLIC_BASE_URL`,
+    /// else the scheme and host the request came with.
+    pub base_url: String,
     /// The raw query string (URL-encoded).
     pub query: Option<String>,
     pub body: Vec<u8>,
@@ -360,8 +363,10 @@ where
             .auth
             .authenticate_team(&app.store, header(headers, "authorization"), &route)
             .await?;
+        // Connecting Stripe needs no key of its own: a repeat stores the same connection.
+        // Its body holds the secret key, so no fingerprint of it is ever kept.
         let idempotency_key = header(headers, "idempotency-key")
-            .filter(|_| route.action == Action::Create)
+            .filter(|_| route.action == Action::Create && route.resource != TeamResource::Stripe)
             .map(str::to_owned);
         if idempotency_key.is_some() && route.resource == TeamResource::ApiKeys {
             return Err(ApiError::invalid(
@@ -379,8 +384,13 @@ where
             Some(team_id) => IdempotencyScope::Team(team_id),
             None => IdempotencyScope::User(&user_id),
         };
+        let base_url = app
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| request_base_url(headers));
         let team_request = TeamRequest {
             principal,
+            base_url,
             query: request.uri().query().map(str::to_owned),
             body,
             route,
@@ -388,6 +398,20 @@ where
         with_idempotency(app, scope, client, handler(team_request)).await
     })
     .await
+}
+
+/// `scheme://host` of a request: API Gateway sets `X-Forwarded-Proto`; a request without it
+/// came straight to the local server, over plain HTTP.
+fn request_base_url(headers: &HeaderMap) -> String {
+    let host = header(headers, "host")
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    let scheme = if header(headers, "x-forwarded-proto") == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
 /// Routes `request`, runs `run` on the match, maps the outcome to a JSON response and

@@ -263,3 +263,47 @@ impl Price {
         })
     }
 }
+
+/// A team's Stripe connection, as stored: the account it reaches and its keys, the secret
+/// ones only as KMS ciphertexts bound to the team (base64).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StripeConnection {
+    pub team_id: String,
+    /// `acct_…`; `None` for a restricted key that may not read the account.
+    pub account_id: Option<String>,
+    pub account_name: Option<String>,
+    pub livemode: bool,
+    /// The secret (`sk_`) or restricted (`rk_`) key, encrypted.
+    pub secret_key_ciphertext: String,
+    /// The webhook signing secret (`whsec_`), encrypted, once set.
+    pub webhook_secret_ciphertext: Option<String>,
+    /// Publishable keys are meant for browsers: kept as they are.
+    pub publishable_key: Option<String>,
+    pub sync_status: SyncStatus,
+    pub connected_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for StripeConnection {
+    // Ciphertexts are not secrets, but they have no place in a log either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConnection")
+            .field("team_id", &self.team_id)
+            .field("account_id", &self.account_id)
+            .field("livemode", &self.livemode)
+            .field("sync_status", &self.sync_status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where syncing a connected account from Stripe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    /// Connected; nothing synced from Stripe yet.
+    Pending,
+    Syncing,
+    Synced,
+    Failed,
+}

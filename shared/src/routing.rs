@@ -102,7 +102,8 @@ impl Route {
     }
 }
 
-/// A team-level resource: all of them served by the teams function, sessions only.
+/// A team-level resource, sessions only: the teams function serves all but the Stripe
+/// connection, which has its own function (the only one that may encrypt with KMS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TeamResource {
     /// `/teams` and `/teams/{teamId}`.
@@ -110,7 +111,17 @@ pub enum TeamResource {
     Members,
     Projects,
     ApiKeys,
+    /// `/teams/{teamId}/stripe[/{operation}]`: the operation (`connect`, `status`,
+    /// `webhook-url`) is the route's object ID.
+    Stripe,
 }
+
+/// The operations below `/teams/{teamId}/stripe/`, with their methods and actions.
+pub const STRIPE_OPERATIONS: [(&str, Method, Action); 3] = [
+    ("connect", Method::POST, Action::Create),
+    ("status", Method::GET, Action::Get),
+    ("webhook-url", Method::GET, Action::Get),
+];
 
 impl TeamResource {
     pub fn segment(self) -> &'static str {
@@ -119,6 +130,7 @@ impl TeamResource {
             TeamResource::Members => "members",
             TeamResource::Projects => "projects",
             TeamResource::ApiKeys => "api-keys",
+            TeamResource::Stripe => "stripe",
         }
     }
 
@@ -129,6 +141,7 @@ impl TeamResource {
             TeamResource::Members => "Member not found",
             TeamResource::Projects => "Project not found",
             TeamResource::ApiKeys => "API key not found",
+            TeamResource::Stripe => "Stripe is not connected",
         })
     }
 
@@ -136,6 +149,12 @@ impl TeamResource {
     fn action(self, method: &Method, item: bool) -> Option<Action> {
         use TeamResource::*;
         match (self, item, method) {
+            (Stripe, false, &Method::DELETE) => Some(Action::Delete),
+            (Stripe, true, method) => STRIPE_OPERATIONS
+                .iter()
+                .find(|(_, m, _)| m == method)
+                .map(|(_, _, action)| *action),
+            (Stripe, false, _) => None,
             (_, false, &Method::GET) => Some(Action::List),
             (_, false, &Method::POST) => Some(Action::Create),
             (Teams | Projects | ApiKeys, true, &Method::GET) => Some(Action::Get),
@@ -169,6 +188,10 @@ impl TeamRoute {
         ) {
             (TeamResource::Teams, false, _) => format!("{method} /teams"),
             (TeamResource::Teams, true, _) => format!("{method} /teams/{{id}}"),
+            (TeamResource::Stripe, _, true) => format!(
+                "{method} /teams/{{id}}/stripe/{}",
+                self.object_id.as_deref().unwrap_or_default()
+            ),
             (resource, _, false) => format!("{method} /teams/{{id}}/{}", resource.segment()),
             (resource, _, true) => format!("{method} /teams/{{id}}/{}/{{id}}", resource.segment()),
         }
@@ -248,6 +271,21 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, ApiError> {
         .find(|r| r.segment() == segment)
     };
     match parts.as_slice() {
+        [team_id, "stripe"] => team(TeamResource::Stripe, Some(team_id), None),
+        [team_id, "stripe", operation] => {
+            let (name, expected, _) = STRIPE_OPERATIONS
+                .iter()
+                .find(|(name, _, _)| name == operation)
+                .ok_or_else(no_route)?;
+            if expected != method {
+                return Err(not_allowed());
+            }
+            team(
+                TeamResource::Stripe,
+                Some(team_id),
+                Some((*name).to_owned()),
+            )
+        }
         [] => team(TeamResource::Teams, None, None),
         [team_id] => team(TeamResource::Teams, Some(team_id), None),
         [team_id, resource] => {
@@ -340,7 +378,27 @@ mod tests {
             (TeamResource::ApiKeys, Action::Create)
         );
         assert_eq!(r.name(), "POST /teams/{id}/api-keys");
+        let r = team_route(&Method::POST, "/api/billstack/teams/t/stripe/connect");
+        assert_eq!(
+            (r.resource, r.action, r.object_id.as_deref()),
+            (TeamResource::Stripe, Action::Create, Some("connect"))
+        );
+        assert_eq!(r.name(), "POST /teams/{id}/stripe/connect");
+        let r = team_route(&Method::GET, "/api/billstack/teams/t/stripe/webhook-url");
+        assert_eq!(
+            (r.action, r.object_id.as_deref()),
+            (Action::Get, Some("webhook-url"))
+        );
+        let r = team_route(&Method::DELETE, "/api/billstack/teams/t/stripe");
+        assert_eq!(
+            (r.resource, r.action),
+            (TeamResource::Stripe, Action::Delete)
+        );
+        assert_eq!(r.name(), "DELETE /teams/{id}/stripe");
         for (method, path) in [
+            (Method::GET, "/api/billstack/teams/t/stripe/connect"),
+            (Method::POST, "/api/billstack/teams/t/stripe/status"),
+            (Method::GET, "/api/billstack/teams/t/stripe"),
             (Method::DELETE, "/api/billstack/teams/t"),
             (Method::GET, "/api/billstack/teams/t/members/u"),
             (Method::DELETE, "/api/billstack/teams/t/projects/proj_1"),
@@ -356,6 +414,8 @@ mod tests {
         for path in [
             "/api/billstack/teams/t/invoices",
             "/api/billstack/teams/t/api-keys/k/x",
+            "/api/billstack/teams/t/stripe/unknown",
+            "/api/billstack/teams/t/stripe/status/x",
             "/api/billstack/teamsx",
             "/api/billstack/teams/t//members",
         ] {

@@ -1,6 +1,7 @@
-//! What the integration tests share: one DynamoDB Local per test binary (or the one at
-//! `DYNAMODB_ENDPOINT`), one table, and per test a fresh Stripe emulator, team, project
-//! and full-access key, so tests run in parallel without seeing each other's data.
+//! What the integration tests share: one DynamoDB Local and one local KMS (moto) per test
+//! binary (or the ones at `DYNAMODB_ENDPOINT` / `AWS_ENDPOINT_URL_KMS`), one table, and per
+//! test a fresh Stripe emulator, team (connected to the emulator's default account),
+//! project and full-access key, so tests run in parallel without seeing each other's data.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,11 +9,12 @@ use std::time::Duration;
 use billstack::App;
 use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::auth::ApiKeyRecord;
-use billstack::config::{Config, IssuerConfig, StripeSecret};
+use billstack::config::{Config, IssuerConfig};
 use billstack::lambda_http::{Body, Request};
 use billstack::model::{Project, Role, Team};
+use billstack::secrets::Kms;
 use billstack::store::Store;
-use devstack::{DynamoDbLocal, DynamoProxy};
+use devstack::{DynamoDbLocal, DynamoProxy, MotoServer};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use stripe_emulator::StripeEmulator;
@@ -24,6 +26,41 @@ const TABLE: &str = "billstack-test";
 
 static DYNAMODB: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
 static TABLE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+static KMS: OnceLock<Result<MotoServer, String>> = OnceLock::new();
+static KMS_KEY_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+/// The KMS key teams' secrets are encrypted under in tests.
+pub const KMS_KEY: &str = "alias/billstack-tests";
+
+/// The local KMS's endpoint: `AWS_ENDPOINT_URL_KMS` if set, else a moto server started for
+/// this test binary (and stopped when it exits).
+pub fn kms_endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_KMS")
+        && !endpoint.is_empty()
+    {
+        return endpoint;
+    }
+    match KMS.get_or_init(|| MotoServer::start(0)) {
+        Ok(server) => server.endpoint().to_owned(),
+        Err(err) => panic!("cannot start the local KMS: {err}"),
+    }
+}
+
+/// A KMS client of the local KMS, with [`KMS_KEY`] created on first use.
+pub async fn kms() -> Kms {
+    let endpoint = tokio::task::spawn_blocking(kms_endpoint)
+        .await
+        .expect("kms start task");
+    let sdk = billstack::aws::settings(true).await;
+    let kms = Kms::new(&sdk, Some(&endpoint), Some(KMS_KEY));
+    KMS_KEY_READY
+        .get_or_init(|| async {
+            admin::create_kms_key(&kms, KMS_KEY)
+                .await
+                .expect("create the test KMS key");
+        })
+        .await;
+    kms
+}
 
 /// DynamoDB Local's endpoint: `DYNAMODB_ENDPOINT` if set, else one started for this
 /// test binary (and stopped when it exits).
@@ -82,11 +119,14 @@ pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
     Config {
         table_name: TABLE.to_owned(),
         dynamodb_endpoint: None,
-        stripe_secret: StripeSecret::Key("sk_test_billstack_tests".to_owned()),
         stripe_api_base: Some(stripe_url.to_owned()),
         stripe_timeout: Duration::from_secs(5),
         auth_cache_ttl,
         sessions: None,
+        kms_key_id: Some(KMS_KEY.to_owned()),
+        kms_endpoint: Some(kms_endpoint()),
+        stripe_key_cache_ttl: Duration::from_secs(300),
+        public_base_url: None,
     }
 }
 
@@ -113,6 +153,7 @@ impl TestEnv {
             .with_env_filter("warn,billstack=info")
             .try_init();
         let store = store().await;
+        kms().await;
         let stripe = StripeEmulator::start(0)
             .await
             .expect("start stripe emulator");
@@ -155,6 +196,9 @@ impl TestEnv {
         )
         .await
         .expect("owner");
+        connect_stripe(&app, &team.id, stripe_emulator::DEFAULT_SECRET_KEY).await;
+        // The connection's check of the key is setup, not the test's own Stripe traffic.
+        stripe.clear_requests();
         Self {
             app,
             store,
@@ -288,6 +332,16 @@ impl TestEnv {
             .expect("request");
         send_full(&self.app, request).await
     }
+}
+
+/// Connects `team_id` to the Stripe account of `secret_key`, as an owner's
+/// `POST /stripe/connect` does.
+pub async fn connect_stripe(app: &App, team_id: &str, secret_key: &str) {
+    let new = connection::Connect::from_keys(secret_key.to_owned(), None, None)
+        .expect("a well-formed key");
+    connection::connect_team(app, team_id, &new)
+        .await
+        .expect("connect Stripe");
 }
 
 /// Serves a `lambda_http` request and reads the JSON answer.

@@ -475,7 +475,7 @@ async fn update_changes_stripe_then_our_record_and_metadata_replaces() {
 }
 
 fn stripe_client(env: &TestEnv) -> stripe::Client {
-    stripe::ClientBuilder::new("sk_test_x")
+    stripe::ClientBuilder::new(stripe_emulator::DEFAULT_SECRET_KEY)
         .url(env.stripe.url())
         .build()
         .unwrap()

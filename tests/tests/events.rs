@@ -462,6 +462,10 @@ fn every_route_has_an_event() {
         format!("POST {team}/api-keys"),
         format!("GET {team}/api-keys/{{keyId}}"),
         format!("DELETE {team}/api-keys/{{keyId}}"),
+        format!("POST {team}/stripe/connect"),
+        format!("GET {team}/stripe/status"),
+        format!("GET {team}/stripe/webhook-url"),
+        format!("DELETE {team}/stripe"),
     ] {
         if !covered.contains(&route) {
             missing.push(route);

@@ -47,6 +47,26 @@ async fn one_json_line_per_request_without_secrets() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Connecting Stripe: the keys go to Stripe and KMS, never to a log, also when refused.
+    let account = env.stripe.open_account(None);
+    let whsec = "whsec_loggedNeverEver0123456789abcd";
+    let connect = format!("/api/billstack/teams/{}/stripe/connect", env.team.id);
+    for body in [
+        json!({"secretKey": account.secret_key, "webhookSecret": whsec}),
+        json!({"secretKey": "sk_live_refusedByStripe0123456789"}),
+        json!({"secretKey": account.restricted_key, "publishableKey": "pk_live_mismatched0123456789"}),
+    ] {
+        env.call_as(Some(&env.owner_token()), Method::POST, &connect, Some(body))
+            .await;
+    }
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &env.path("products"),
+            Some(json!({"name": "After the connect"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Value> = text
@@ -57,7 +77,7 @@ async fn one_json_line_per_request_without_secrets() {
         .iter()
         .filter(|l| l["target"] == "billstack::request")
         .collect();
-    assert_eq!(requests.len(), 2, "{text}");
+    assert_eq!(requests.len(), 6, "{text}");
     assert_eq!(requests[0]["fields"]["route"], "POST /customers");
     assert_eq!(requests[0]["fields"]["status"], 201);
     assert_eq!(requests[1]["fields"]["status"], 401);
@@ -73,6 +93,14 @@ async fn one_json_line_per_request_without_secrets() {
         "secret.person",
         "Private Name",
         "sk_test_",
+        "sk_live_",
+        "rk_test_",
+        "rk_live_",
+        "whsec_",
+        &account.secret_key[8..],
+        &account.restricted_key[8..],
+        "refusedByStripe",
+        "loggedNeverEver",
         "uthorization",
     ] {
         assert!(

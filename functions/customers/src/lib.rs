@@ -14,7 +14,7 @@ use billstack::input::{
 use billstack::model::Customer;
 use billstack::routing::{Action, Resource};
 use billstack::store::EmailReservation;
-use billstack::stripe::{CustomerChanges, StripeCustomer, sorted, update_key};
+use billstack::stripe::{CustomerChanges, StripeCustomer, StripeGateway, sorted, update_key};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -102,9 +102,10 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         email: new.email.clone(),
         customer_id: id.clone(),
     };
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     app.store.reserve_email(&reservation, now).await?;
 
-    let stripe_customer = match stripe_customer_for(app, project_id, &id, &new).await {
+    let stripe_customer = match stripe_customer_for(app, &stripe, req, &id, &new).await {
         Ok(customer) => customer,
         Err(err) => {
             app.store.release_email(&reservation).await;
@@ -133,22 +134,43 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     ))
 }
 
-/// Links to the project's Stripe customer with this email (or an unclaimed one), else
-/// creates one. Never links to another project's Stripe customer: the two projects would
-/// then change each other's customer.
+/// Links to the project's Stripe customer with this email (or one that no project claimed),
+/// else creates one, always in the team's own Stripe account. Never links to another
+/// project's Stripe customer: the two projects would then change each other's customer.
 async fn stripe_customer_for(
     app: &App,
-    project_id: &str,
+    stripe: &StripeGateway,
+    req: &ApiRequest,
     id: &str,
     new: &NewCustomer,
 ) -> Result<StripeCustomer, ApiError> {
+    let project_id = req.project_id();
     let ours = our_metadata(project_id, id);
-    let candidates = app.stripe.customers_by_email(&new.email).await?;
+    let candidates = stripe.customers_by_email(&new.email).await?;
     let owner = |c: &StripeCustomer| c.metadata.get("project_id").cloned();
-    let existing = candidates
+    let mut existing = candidates
         .iter()
-        .find(|c| owner(c).as_deref() == Some(project_id))
-        .or_else(|| candidates.iter().find(|c| owner(c).is_none()));
+        .find(|c| owner(c).as_deref() == Some(project_id));
+    if existing.is_none() {
+        // A customer no project claimed in its metadata may be linked by any project of the
+        // team; the claim in our table lets only one of them have it, however they race.
+        for candidate in candidates.iter().filter(|c| owner(c).is_none()) {
+            if app
+                .store
+                .claim_stripe_customer(
+                    &req.principal.team_id,
+                    &candidate.id,
+                    project_id,
+                    id,
+                    clock::now_epoch(),
+                )
+                .await?
+            {
+                existing = Some(candidate);
+                break;
+            }
+        }
+    }
     match existing {
         Some(existing) => {
             // A customer this project left behind takes exactly the new metadata; one that no
@@ -163,13 +185,13 @@ async fn stripe_customer_for(
                 name: new.name.clone().map(Some),
                 metadata: Some(stripe_metadata_replacing(&new.metadata, &ours, stale)),
             };
-            app.stripe
+            stripe
                 .update_customer(&existing.id, &changes, &format!("bs_{id}_link"))
                 .await
         }
         None => {
             let metadata = stripe_metadata_replacing(&new.metadata, &ours, []);
-            app.stripe
+            stripe
                 .create_customer(
                     &new.email,
                     new.name.as_deref(),
@@ -243,6 +265,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if next == current {
         return Ok(ApiResponse::ok(json!({"customer": current.to_json()})));
     }
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     let email_changed = next.email != current.email;
     let reservation = EmailReservation {
         project_id: current.project_id.clone(),
@@ -254,7 +277,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         app.store.reserve_email(&reservation, now).await?;
     }
     let result = async {
-        push_to_stripe(app, &current, &next).await?;
+        push_to_stripe(&stripe, &current, &next).await?;
         next.updated_at = now.max(current.updated_at);
         next.version = current.version + 1;
         app.store
@@ -277,7 +300,11 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 
 /// Sends what changed to Stripe. Metadata replaces: the Stripe customer ends with exactly
 /// the new keys plus ours, including keys set in Stripe behind our back.
-async fn push_to_stripe(app: &App, current: &Customer, next: &Customer) -> Result<(), ApiError> {
+async fn push_to_stripe(
+    stripe: &StripeGateway,
+    current: &Customer,
+    next: &Customer,
+) -> Result<(), ApiError> {
     let ours = our_metadata(&current.project_id, &current.id);
     let changes = CustomerChanges {
         email: (next.email != current.email).then(|| next.email.clone()),
@@ -292,8 +319,7 @@ async fn push_to_stripe(app: &App, current: &Customer, next: &Customer) -> Resul
         current.version,
         &(&changes.email, &changes.name, sorted(&changes.metadata)),
     );
-    let updated = app
-        .stripe
+    let updated = stripe
         .update_customer(&current.stripe_customer_id, &changes, &key)
         .await?;
     if changes.metadata.is_some() {
@@ -303,7 +329,7 @@ async fn push_to_stripe(app: &App, current: &Customer, next: &Customer) -> Resul
                 metadata: Some(extra),
                 ..CustomerChanges::default()
             };
-            app.stripe
+            stripe
                 .update_customer(
                     &current.stripe_customer_id,
                     &cleanup,

@@ -238,8 +238,8 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let id = IdKind::Price.generate();
     let now = clock::now_epoch();
     let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
-    let stripe_price = app
-        .stripe
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
+    let stripe_price = stripe
         .create_price(
             &NewStripePrice {
                 product: &product.stripe_product_id,
@@ -270,8 +270,7 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if let Err(err) = app.store.insert_price(&price).await {
         // Stripe prices cannot be deleted: deactivate it, so nothing can use it.
         let key = format!("bs_{}_undo", price.id);
-        if let Err(undo) = app
-            .stripe
+        if let Err(undo) = stripe
             .update_price(&price.stripe_price_id, Some(false), None, &key)
             .await
         {
@@ -356,6 +355,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if next == current {
         return Ok(ApiResponse::ok(json!({"price": current.to_json()})));
     }
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     let ours = [
         ("project_id", current.project_id.as_str()),
         ("billstack_id", current.id.as_str()),
@@ -364,14 +364,13 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let metadata = (next.metadata != current.metadata)
         .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys()));
     let key = update_key(&current.id, current.version, &(active, sorted(&metadata)));
-    let updated = app
-        .stripe
+    let updated = stripe
         .update_price(&current.stripe_price_id, active, metadata.clone(), &key)
         .await?;
     if metadata.is_some() {
         let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
         if !extra.is_empty() {
-            app.stripe
+            stripe
                 .update_price(
                     &current.stripe_price_id,
                     None,
@@ -391,8 +390,9 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 /// Subscriptions already using it are not affected.
 async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let price = get(app, req).await?;
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     let key = update_key(&price.id, price.version, &"archive");
-    app.stripe
+    stripe
         .update_price(&price.stripe_price_id, Some(false), None, &key)
         .await?;
     if app.store.delete_price(&price).await? {

@@ -102,8 +102,8 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let id = IdKind::Product.generate();
     let now = clock::now_epoch();
     let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
-    let stripe_product = app
-        .stripe
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
+    let stripe_product = stripe
         .create_product(
             &new.name,
             new.description.as_deref(),
@@ -133,7 +133,7 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             }
             // Not written: undo the Stripe side (a product with no prices can be deleted).
             Ok(_) => {
-                if let Err(undo) = app.stripe.delete_product(&product.stripe_product_id).await {
+                if let Err(undo) = stripe.delete_product(&product.stripe_product_id).await {
                     tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
                 }
             }
@@ -227,6 +227,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if next == current {
         return Ok(ApiResponse::ok(json!({"product": current.to_json()})));
     }
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     let ours = [
         ("project_id", current.project_id.as_str()),
         ("billstack_id", current.id.as_str()),
@@ -248,8 +249,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             sorted(&changes.metadata),
         ),
     );
-    let updated = app
-        .stripe
+    let updated = stripe
         .update_product(&current.stripe_product_id, &changes, &key)
         .await?;
     // Keys set in Stripe behind our back go too: metadata replaces.
@@ -260,7 +260,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
                 metadata: Some(extra),
                 ..ProductChanges::default()
             };
-            app.stripe
+            stripe
                 .update_product(
                     &current.stripe_product_id,
                     &cleanup,
@@ -280,6 +280,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 /// the delete finishes the job. From the first step on, no new price can be added.
 async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let found = get(app, req).await?;
+    let stripe = app.stripe_for(&req.principal.team_id).await?;
     // A retry of a delete finds the mark (and its version, which the keys below derive
     // from) in place.
     let product = if found.deleting {
@@ -293,7 +294,7 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         .await?;
     for price in &prices {
         let key = update_key(&price.id, price.version, &"archive");
-        app.stripe
+        stripe
             .update_price(&price.stripe_price_id, Some(false), None, &key)
             .await?;
         if price.is_active {
@@ -309,7 +310,7 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         ..ProductChanges::default()
     };
     let key = update_key(&product.id, product.version, &"archive");
-    app.stripe
+    stripe
         .update_product(&product.stripe_product_id, &archive, &key)
         .await?;
     app.store

@@ -7,6 +7,8 @@
 //! | project         | `PROJECT#{proj}`    | `PROJECT`           | `TEAM#{team}`              | `PROJECT#{proj}`|
 //! | API key         | `APIKEY#{sha256}`   | `APIKEY`            | `TEAM#{team}`              | `APIKEY#{id}`   |
 //! | API key by ID   | `TEAM#{team}`       | `APIKEY#{id}`       |                            |                 |
+//! | Stripe connection | `TEAM#{team}`     | `STRIPE`            |                            |                 |
+//! | Stripe customer claim | `TEAM#{team}` | `STRIPECUS#{cus}`   |                            |                 |
 //! | customer        | `PROJECT#{proj}`    | `CUSTOMER#{id}`     |                            |                 |
 //! | customer email  | `PROJECT#{proj}`    | `EMAIL#{email}`     |                            |                 |
 //! | product         | `PROJECT#{proj}`    | `PRODUCT#{id}`      |                            |                 |
@@ -68,6 +70,19 @@ pub fn index_sort(prefix: &str, id: &str) -> String {
 /// Where the hash of a key's secret is found from the key's ID.
 pub fn api_key_by_id(team_id: &str, key_id: &str) -> (String, String) {
     (team_index(team_id), format!("{APIKEY_INDEX}{key_id}"))
+}
+
+/// A team's Stripe connection.
+pub fn stripe_connection(team_id: &str) -> (String, String) {
+    (team_index(team_id), "STRIPE".to_owned())
+}
+
+/// Which project linked a Stripe customer of the team's account.
+pub fn stripe_customer_claim(team_id: &str, stripe_customer_id: &str) -> (String, String) {
+    (
+        team_index(team_id),
+        format!("STRIPECUS#{stripe_customer_id}"),
+    )
 }
 
 pub fn api_key(hash: &str) -> (String, String) {

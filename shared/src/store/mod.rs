@@ -1,6 +1,7 @@
 //! The DynamoDB single-table store. Handlers see records and [`ApiError`]s, never SDK types.
 
 mod catalog;
+mod connections;
 mod customers;
 mod idempotency;
 pub mod keys;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::stripe::{IdempotencyKey, RequestStrategy, StripeError};
@@ -21,12 +22,15 @@ use stripe_shared::{ApiErrorsType, Customer, Price, Product};
 
 use crate::model::Interval;
 
+mod accounts;
 mod transport;
+pub use accounts::{AccountInfo, StripeAccounts, not_connected};
 pub use transport::StripeHttp;
 
 type Client = StripeHttp;
 
 use crate::error::ApiError;
+use crate::secrets::Secret;
 
 /// How many times a call is tried in all on a transient failure.
 const ATTEMPTS: u32 = 2;
@@ -131,17 +135,11 @@ pub fn sorted(metadata: &Option<HashMap<String, String>>) -> Vec<(&String, &Stri
     pairs
 }
 
+/// Stripe calls for one account (one team's connection): cheap to clone, every clone
+/// shares one connection pool.
+#[derive(Clone)]
 pub struct StripeGateway {
-    client: tokio::sync::OnceCell<Client>,
-    /// Where to read the key at the first call, when it was not given at start-up.
-    pending: Option<PendingKey>,
-}
-
-struct PendingKey {
-    ssm: aws_sdk_ssm::Client,
-    parameter: String,
-    api_base: Option<String>,
-    timeout: Duration,
+    client: Arc<Client>,
 }
 
 impl std::fmt::Debug for StripeGateway {
@@ -218,16 +216,6 @@ fn our_param(stripe: &str) -> Option<&'static str> {
     })
 }
 
-fn build_client(
-    secret_key: &str,
-    api_base: Option<&str>,
-    timeout: Duration,
-) -> Result<Client, ApiError> {
-    let user_agent = concat!("BillStack/", env!("CARGO_PKG_VERSION"));
-    StripeHttp::new(secret_key, api_base, Some(timeout), user_agent)
-        .map_err(|e| ApiError::internal(format!("stripe client: {e}")))
-}
-
 fn transient(err: &StripeError) -> bool {
     match err {
         StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
@@ -241,67 +229,14 @@ fn idempotency_key(key: &str) -> Result<IdempotencyKey, ApiError> {
 }
 
 impl StripeGateway {
-    /// `api_base`: the emulator's URL, or `None` for api.stripe.com. `timeout` bounds each
-    /// attempt.
-    pub fn new(
-        secret_key: &str,
-        api_base: Option<&str>,
-        timeout: Duration,
-    ) -> Result<Self, ApiError> {
+    /// Calls with `secret_key` over `http`'s connection pool.
+    pub fn new(http: &StripeHttp, secret_key: &Secret) -> Result<Self, ApiError> {
+        let client = http
+            .with_key(secret_key.expose())
+            .map_err(|e| ApiError::internal(format!("stripe client: {e}")))?;
         Ok(Self {
-            client: tokio::sync::OnceCell::new_with(Some(build_client(
-                secret_key, api_base, timeout,
-            )?)),
-            pending: None,
+            client: Arc::new(client),
         })
-    }
-
-    /// A gateway whose key is an SSM SecureString parameter, read at the first call (so
-    /// the cold start does not wait for it, and reads never do).
-    pub fn from_ssm_parameter(
-        ssm: aws_sdk_ssm::Client,
-        parameter: &str,
-        api_base: Option<&str>,
-        timeout: Duration,
-    ) -> Self {
-        Self {
-            client: tokio::sync::OnceCell::new(),
-            pending: Some(PendingKey {
-                ssm,
-                parameter: parameter.to_owned(),
-                api_base: api_base.map(str::to_owned),
-                timeout,
-            }),
-        }
-    }
-
-    async fn client(&self) -> Result<&Client, ApiError> {
-        self.client
-            .get_or_try_init(|| async {
-                let pending = self
-                    .pending
-                    .as_ref()
-                    .ok_or_else(|| ApiError::internal("stripe gateway has no key"))?;
-                let out = pending
-                    .ssm
-                    .get_parameter()
-                    .name(&pending.parameter)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        ApiError::internal(format!(
-                            "reading the Stripe key from SSM parameter {}: {}",
-                            pending.parameter,
-                            aws_sdk_ssm::error::DisplayErrorContext(&e)
-                        ))
-                    })?;
-                let key = out.parameter.and_then(|p| p.value).ok_or_else(|| {
-                    ApiError::internal(format!("SSM parameter {} has no value", pending.parameter))
-                })?;
-                build_client(key.trim(), pending.api_base.as_deref(), pending.timeout)
-            })
-            .await
     }
 
     /// Runs `request` with our retry policy: up to [`ATTEMPTS`] tries on a transient failure,
@@ -337,7 +272,7 @@ impl StripeGateway {
     /// Stripe customers with exactly this email (Stripe's filter is case-sensitive), newest
     /// first, at most 100.
     pub async fn customers_by_email(&self, email: &str) -> Result<Vec<StripeCustomer>, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let request = ListCustomer::new().email(email).limit(100);
         let list = self
             .call(None, |strategy| {
@@ -354,7 +289,7 @@ impl StripeGateway {
         metadata: HashMap<String, String>,
         idempotency_key: &str,
     ) -> Result<StripeCustomer, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let mut request = CreateCustomer::new().email(email).metadata(metadata);
         if let Some(name) = name {
             request = request.name(name);
@@ -373,7 +308,7 @@ impl StripeGateway {
         changes: &CustomerChanges,
         idempotency_key: &str,
     ) -> Result<StripeCustomer, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let mut request = UpdateCustomer::new(id);
         if let Some(email) = &changes.email {
             request = request.email(email);
@@ -402,7 +337,7 @@ impl StripeGateway {
         metadata: HashMap<String, String>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let mut request = CreateProduct::new(name).metadata(metadata);
         if let Some(description) = description {
             request = request.description(description);
@@ -421,7 +356,7 @@ impl StripeGateway {
         changes: &ProductChanges,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let mut request = UpdateProduct::new(id);
         if let Some(name) = &changes.name {
             request = request.name(name);
@@ -445,7 +380,7 @@ impl StripeGateway {
 
     /// Deletes a product that has no prices (undoing a create whose write failed).
     pub async fn delete_product(&self, id: &str) -> Result<(), ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let request = DeleteProduct::new(id);
         self.call(None, |strategy| {
             request.customize().request_strategy(strategy).send(client)
@@ -459,7 +394,7 @@ impl StripeGateway {
         new: &NewStripePrice<'_>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let currency: stripe_types::Currency =
             new.currency.parse().unwrap_or_else(|never| match never {});
         let mut request = CreatePrice::new(currency)
@@ -493,7 +428,7 @@ impl StripeGateway {
         metadata: Option<HashMap<String, String>>,
         idempotency_key: &str,
     ) -> Result<StripeObject, ApiError> {
-        let client = self.client().await?;
+        let client = &*self.client;
         let mut request = UpdatePrice::new(id);
         if let Some(active) = active {
             request = request.active(active);

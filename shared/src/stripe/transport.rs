@@ -21,11 +21,14 @@ const API_BASE: &str = "https://api.stripe.com/";
 const STRIPE_VERSION: HeaderName = HeaderName::from_static("stripe-version");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// A Stripe API client with a connection pool; cheap to share by reference.
+/// A Stripe API client with a connection pool; cheap to share by reference. Without a key
+/// (as [`StripeHttp::new`] makes it) it only serves as the pool that [`StripeHttp::with_key`]
+/// clients share.
+#[derive(Clone)]
 pub struct StripeHttp {
     client: crate::outbound::HttpsClient,
     api_base: String,
-    secret: HeaderValue,
+    secret: Option<HeaderValue>,
     user_agent: HeaderValue,
     stripe_version: HeaderValue,
     timeout: Option<Duration>,
@@ -44,7 +47,6 @@ impl StripeHttp {
     /// `api_base`: another server than api.stripe.com (the emulator), `http` or `https`.
     /// `timeout` bounds each attempt, reading the whole response included.
     pub fn new(
-        secret_key: &str,
         api_base: Option<&str>,
         timeout: Option<Duration>,
         user_agent: &str,
@@ -65,9 +67,6 @@ impl StripeHttp {
             }
             None => API_BASE.to_owned(),
         };
-        let mut secret = HeaderValue::try_from(format!("Bearer {secret_key}"))
-            .map_err(|_| StripeError::ConfigError("the Stripe key is not a valid header".into()))?;
-        secret.set_sensitive(true);
         let user_agent = HeaderValue::try_from(user_agent)
             .map_err(|_| StripeError::ConfigError("invalid user agent".into()))?;
 
@@ -75,11 +74,22 @@ impl StripeHttp {
         Ok(Self {
             client,
             api_base,
-            secret,
+            secret: None,
             user_agent,
             stripe_version: HeaderValue::from_str(stripe_shared::version::VERSION.as_str())
                 .map_err(|_| StripeError::ConfigError("invalid Stripe API version".into()))?,
             timeout,
+        })
+    }
+
+    /// A client that calls with `secret_key`, over this one's connection pool.
+    pub fn with_key(&self, secret_key: &str) -> Result<Self, StripeError> {
+        let mut secret = HeaderValue::try_from(format!("Bearer {secret_key}"))
+            .map_err(|_| StripeError::ConfigError("the Stripe key is not a valid header".into()))?;
+        secret.set_sensitive(true);
+        Ok(Self {
+            secret: Some(secret),
+            ..self.clone()
         })
     }
 
@@ -100,10 +110,14 @@ impl StripeHttp {
             StripeMethod::Post => Method::POST,
             StripeMethod::Delete => Method::DELETE,
         };
+        let secret = self
+            .secret
+            .clone()
+            .ok_or_else(|| StripeError::ConfigError("no Stripe key to call with".into()))?;
         let mut builder = Request::builder()
             .method(method)
             .uri(uri)
-            .header(AUTHORIZATION, self.secret.clone())
+            .header(AUTHORIZATION, secret)
             .header(USER_AGENT, self.user_agent.clone())
             .header(STRIPE_VERSION, self.stripe_version.clone());
         if let Some(key) = idempotency_key {

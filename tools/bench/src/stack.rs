@@ -1,5 +1,6 @@
 //! What the functions run against: DynamoDB Local behind the counting proxy, the Stripe
-//! emulator behind a connection-counting relay, and a seeded team, project and API key.
+//! emulator behind a connection-counting relay, a local KMS (moto) behind another counting
+//! proxy, and a seeded team (connected to the emulator's default account), project and key.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -7,9 +8,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::model::Role;
+use billstack::secrets::Kms;
 use billstack::store::Store;
 use dev_issuer::{DevIssuer, TokenRequest};
-use devstack::DynamoDbLocal;
+use devstack::{DynamoDbLocal, MotoServer};
 use stripe_emulator::StripeEmulator;
 
 use crate::proxy::{DynamoProxy, TcpRelay};
@@ -17,7 +19,8 @@ use crate::spec::{Credentials, Vars};
 use crate::stats::Calls;
 
 pub const TABLE: &str = "billstack-bench";
-pub const STRIPE_KEY: &str = "sk_test_billstack_bench";
+/// The KMS key teams' Stripe keys are encrypted under.
+const KMS_KEY: &str = "alias/billstack-bench";
 const JVM_WARM_UP_CALLS: usize = 1000;
 /// The seeded owner of the bench team, whose session the session kinds send.
 const BENCH_USER: &str = "bench_user";
@@ -26,6 +29,8 @@ pub struct Stack {
     pub dynamo_proxy: DynamoProxy,
     pub stripe: StripeEmulator,
     pub stripe_relay: TcpRelay,
+    /// In front of the local KMS: counts its calls by operation (`Decrypt`).
+    pub kms_proxy: DynamoProxy,
     /// The raw SDK client of the GetItem baseline, through the same proxy as the functions.
     raw: aws_sdk_dynamodb::Client,
     team_id: String,
@@ -34,6 +39,7 @@ pub struct Stack {
     /// Signs the sessions; the functions fetch its JWKS at their first session request.
     issuer: DevIssuer,
     // Fields drop in order: DynamoDB Local stops after everything that talks to it.
+    _kms: MotoServer,
     _dynamodb: DynamoDbLocal,
 }
 
@@ -105,7 +111,44 @@ impl Stack {
             .await
             .map_err(|e| format!("Stripe emulator: {e}"))?;
         let stripe_relay = TcpRelay::start(stripe.addr(), None, Duration::ZERO).await?;
+
+        // The team's Stripe connection, made the way an owner's connect makes it: the key
+        // checked with the emulator and encrypted with the local KMS.
+        let moto = tokio::task::spawn_blocking(|| MotoServer::start(0))
+            .await
+            .map_err(|e| format!("local KMS start task: {e}"))??;
+        let kms_proxy =
+            DynamoProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, moto.port()))).await?;
+        let sdk = billstack::aws::settings(true).await;
+        admin::create_kms_key(&Kms::new(&sdk, Some(moto.endpoint()), None), KMS_KEY)
+            .await
+            .map_err(|e| format!("create the KMS key: {e}"))?;
+        let config = billstack::config::Config {
+            table_name: TABLE.to_owned(),
+            dynamodb_endpoint: Some(dynamodb.endpoint().to_owned()),
+            stripe_api_base: Some(stripe.url()),
+            stripe_timeout: Duration::from_secs(8),
+            auth_cache_ttl: Duration::ZERO,
+            sessions: None,
+            kms_key_id: Some(KMS_KEY.to_owned()),
+            kms_endpoint: Some(moto.endpoint().to_owned()),
+            stripe_key_cache_ttl: Duration::ZERO,
+            public_base_url: None,
+        };
+        let app = billstack::App::with_sdk(&config, &sdk).map_err(|e| e.to_string())?;
+        let keys = connection::Connect::from_keys(
+            stripe_emulator::DEFAULT_SECRET_KEY.to_owned(),
+            None,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        connection::connect_team(&app, &team.id, &keys)
+            .await
+            .map_err(|e| format!("connect Stripe: {e}"))?;
+        stripe.clear_requests();
         Ok(Stack {
+            kms_proxy,
+            _kms: moto,
             dynamo_proxy,
             stripe,
             stripe_relay,
@@ -126,8 +169,9 @@ impl Stack {
         vec![
             ("TABLE_NAME".into(), TABLE.into()),
             ("DYNAMODB_ENDPOINT".into(), self.dynamo_proxy.url()),
-            ("STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()),
             ("STRIPE_API_BASE".into(), self.stripe_relay.url()),
+            ("KMS_KEY_ID".into(), KMS_KEY.into()),
+            ("AWS_ENDPOINT_URL_KMS".into(), self.kms_proxy.url()),
             ("AUTH_ISSUER".into(), self.issuer.url().to_owned()),
             ("AUTH_AUDIENCE".into(), dev_issuer::DEFAULT_AUDIENCE.into()),
         ]
@@ -144,11 +188,15 @@ impl Stack {
         self.dynamo_proxy.counts().snapshot()
     }
 
-    /// Stripe requests so far, by route (`POST /v1/customers`).
+    /// Stripe requests so far, by route (`POST /v1/customers`), and KMS calls beside them
+    /// (`KMS Decrypt`): both are what a request costs beyond our table.
     pub fn stripe_calls(&self) -> Calls {
         let mut calls = Calls::new();
         for request in self.stripe.requests() {
             *calls.entry(request.route).or_default() += 1;
+        }
+        for (operation, count) in self.kms_proxy.counts().snapshot() {
+            *calls.entry(format!("KMS {operation}")).or_default() += count;
         }
         calls
     }

@@ -22,8 +22,8 @@ use stripe_emulator::StripeEmulator;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::TcpRelay;
-use crate::stack::STRIPE_KEY;
 use crate::stats::Latency;
+use stripe_emulator::DEFAULT_SECRET_KEY as STRIPE_KEY;
 
 /// How a client reaches Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,14 @@
-//! DynamoDB Local for the local API and the tests, with no Docker: Amazon's jar, taken
-//! from the npm package `amplify-dynamodb-simulator` into a cache once, run on Java 17+.
+//! The local stack's servers, with no Docker: DynamoDB Local (Amazon's jar, taken from the
+//! npm package `amplify-dynamodb-simulator` into a cache once, run on Java 17+) and a local
+//! AWS KMS ([`moto`]).
 //!
 //! The process is started behind a tiny shell watchdog that kills it when our stdin pipe
 //! closes, so it never outlives the process that started it, even one killed by a signal.
 
+pub mod moto;
 mod proxy;
 
+pub use moto::MotoServer;
 pub use proxy::DynamoProxy;
 
 use std::io::{Read, Write};
@@ -34,7 +37,7 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("billstack")
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: could not start: {e}"))?;
@@ -140,27 +143,21 @@ impl DynamoDbLocal {
             lib = shell_quote(&dir.join("DynamoDBLocal_lib")),
             jar = shell_quote(&dir.join("DynamoDBLocal.jar")),
         );
-        let script = format!(
-            "{java} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
-        );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            // It writes a metadata file into its working directory, even in memory.
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start DynamoDB Local: {e}"))?;
-        let watchdog = child.stdin.take();
+        // It writes a metadata file into its working directory, even in memory.
+        let (child, watchdog) = watched(&java, &dir, "DynamoDB Local")?;
         let mut local = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
             child,
             watchdog,
         };
-        local.wait_ready()?;
+        wait_ready(
+            &mut local.child,
+            port,
+            READY_TIMEOUT,
+            "DynamoDB Local",
+            answers_http,
+        )?;
         Ok(local)
     }
 
@@ -171,35 +168,68 @@ impl DynamoDbLocal {
     pub fn port(&self) -> u16 {
         self.port
     }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let started = Instant::now();
-        while started.elapsed() < READY_TIMEOUT {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "DynamoDB Local exited at start ({status}); is port {} free?",
-                    self.port
-                ));
-            }
-            if answers_http(self.port) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(format!(
-            "DynamoDB Local did not answer on port {} within {READY_TIMEOUT:?}",
-            self.port
-        ))
-    }
 }
 
 impl Drop for DynamoDbLocal {
     fn drop(&mut self) {
-        if let Some(mut pipe) = self.watchdog.take() {
-            let _ = pipe.write_all(b"\n");
-        }
-        let _ = self.child.wait();
+        stop_watched(&mut self.child, self.watchdog.take());
     }
+}
+
+/// Waits until `answers(port)`, or fails if the process exits or `timeout` passes.
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    timeout: Duration,
+    what: &str,
+    answers: fn(u16) -> bool,
+) -> Result<(), String> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "{what} exited at start ({status}); is port {port} free?"
+            ));
+        }
+        if answers(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{what} did not answer on port {port} within {timeout:?}"
+    ))
+}
+
+/// Starts `command` (a shell command line) in `dir` behind a watchdog shell that kills it
+/// when the returned pipe closes, so it never outlives this process.
+pub(crate) fn watched(
+    command: &str,
+    dir: &Path,
+    what: &str,
+) -> Result<(Child, Option<ChildStdin>), String> {
+    let script = format!(
+        "{command} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let watchdog = child.stdin.take();
+    Ok((child, watchdog))
+}
+
+/// Tells a [`watched`] process to stop and waits for it.
+pub(crate) fn stop_watched(child: &mut Child, watchdog: Option<ChildStdin>) {
+    if let Some(mut pipe) = watchdog {
+        let _ = pipe.write_all(b"\n");
+    }
+    let _ = child.wait();
 }
 
 /// Whether something on `port` answers an HTTP request (DynamoDB Local accepts TCP a
@@ -217,6 +247,6 @@ fn answers_http(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
 }
 
-fn shell_quote(path: &Path) -> String {
+pub(crate) fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use billstack::App;
 use billstack::http::{serve, serve_team};
 use billstack::lambda_http::{Body, Request, RequestExt, Response};
-use billstack::routing::{Matched, Resource, route};
+use billstack::routing::{Matched, Resource, TeamResource, route};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 pub async fn dispatch(app: &App, request: Request) -> Response<Body> {
     let matched = route(request.method(), request.uri().path());
     match matched {
+        Ok(Matched::Team(r)) if r.resource == TeamResource::Stripe => {
+            serve_team(app, request, |req| connection::handle(app, req)).await
+        }
         Ok(Matched::Team(_)) => serve_team(app, request, |req| teams::handle(app, req)).await,
         Ok(Matched::Project(r)) if r.resource == Resource::Products => {
             serve(app, request, |req| products::handle(app, req)).await

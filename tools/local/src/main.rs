@@ -1,10 +1,12 @@
 //! `billstack-local`: the whole API on 127.0.0.1:$BILLSTACK_PORT with everything it needs.
 //!
 //! - no `DYNAMODB_ENDPOINT`: starts DynamoDB Local (fetched once into a cache);
-//! - no `STRIPE_SECRET_KEY`: starts the Stripe emulator in-process; with it (and
-//!   `STRIPE_API_BASE` for another Stripe) uses that Stripe;
+//! - no `AWS_ENDPOINT_URL_KMS`: starts a local KMS (moto, installed once into the cache)
+//!   and creates a key for teams' secrets; with it (and `KMS_KEY_ID`) uses that KMS;
+//! - no `STRIPE_API_BASE`: starts the Stripe emulator in-process; with it, uses that Stripe;
 //! - creates the table if missing and, on a fresh table, a demo team, project and
-//!   full-access key, and prints a curl line that works as pasted;
+//!   full-access key, connects the team to Stripe (the emulator's default account, or the
+//!   account of `STRIPE_SECRET_KEY` if set) and prints curl lines that work as pasted;
 //! - no `AUTH_ISSUER`: starts the development OIDC issuer in-process (port
 //!   `BILLSTACK_ISSUER_PORT`, default 3001), seeds a demo user as the demo team's owner and
 //!   prints a session token for them; with it (and `AUTH_AUDIENCE`), uses that issuer.
@@ -16,14 +18,14 @@ use std::time::Duration;
 use billstack::App;
 use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::config::{
-    Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_TIMEOUT_MS, IssuerConfig, StripeSecret,
+    Config, DEFAULT_AUTH_CACHE_TTL_SECS, DEFAULT_STRIPE_KEY_CACHE_SECS, DEFAULT_STRIPE_TIMEOUT_MS,
+    IssuerConfig,
 };
 use billstack::http::init_tracing;
 use billstack::model::Role;
-use billstack::store::Store;
-use billstack::stripe::StripeGateway;
+use billstack::secrets::{Kms, Secret};
 use dev_issuer::{DevIssuer, TokenRequest};
-use devstack::DynamoDbLocal;
+use devstack::{DynamoDbLocal, MotoServer};
 use stripe_emulator::StripeEmulator;
 
 fn env(name: &str) -> Option<String> {
@@ -66,9 +68,29 @@ async fn run() -> Result<(), String> {
         }
     };
 
+    let sdk = billstack::aws::settings(true).await;
+    let mut _kms: Option<MotoServer> = None;
+    let (kms_endpoint, kms_key_id) = match env("AWS_ENDPOINT_URL_KMS") {
+        Some(endpoint) => (endpoint, env("KMS_KEY_ID")),
+        None => {
+            let moto = tokio::task::spawn_blocking(|| MotoServer::start(0))
+                .await
+                .map_err(|e| e.to_string())??;
+            eprintln!("local KMS (moto, in memory) on {}", moto.endpoint());
+            let endpoint = moto.endpoint().to_owned();
+            _kms = Some(moto);
+            let kms = Kms::new(&sdk, Some(&endpoint), None);
+            let key = admin::create_kms_key(&kms, "alias/billstack-local")
+                .await
+                .map_err(|e| e.to_string())?;
+            (endpoint, Some(key))
+        }
+    };
+
     let mut _emulator: Option<StripeEmulator> = None;
-    let (stripe_key, stripe_base) = match env("STRIPE_SECRET_KEY") {
-        Some(key) => (key, env("STRIPE_API_BASE")),
+    let (demo_key, stripe_base) = match env("STRIPE_API_BASE") {
+        Some(base) => (env("STRIPE_SECRET_KEY"), Some(base)),
+        None if env("STRIPE_SECRET_KEY").is_some() => (env("STRIPE_SECRET_KEY"), None),
         None => {
             let emulator = StripeEmulator::start(env_port("STRIPE_EMULATOR_PORT", 12111)?)
                 .await
@@ -76,7 +98,10 @@ async fn run() -> Result<(), String> {
             eprintln!("Stripe emulator on {}", emulator.url());
             let url = emulator.url();
             _emulator = Some(emulator);
-            ("sk_test_billstack_local".to_owned(), Some(url))
+            (
+                Some(stripe_emulator::DEFAULT_SECRET_KEY.to_owned()),
+                Some(url),
+            )
         }
     };
 
@@ -108,30 +133,28 @@ async fn run() -> Result<(), String> {
         sessions: Some(sessions),
         table_name: table.clone(),
         dynamodb_endpoint: Some(endpoint.clone()),
-        stripe_secret: StripeSecret::Key(stripe_key.clone()),
         stripe_api_base: stripe_base,
         stripe_timeout: Duration::from_millis(DEFAULT_STRIPE_TIMEOUT_MS),
         auth_cache_ttl: Duration::from_secs(DEFAULT_AUTH_CACHE_TTL_SECS),
+        kms_key_id,
+        kms_endpoint: Some(kms_endpoint),
+        stripe_key_cache_ttl: Duration::from_secs(DEFAULT_STRIPE_KEY_CACHE_SECS),
+        public_base_url: None,
     };
-    let store = Store::connect(&table, Some(&endpoint)).await;
-    let fresh = store
+    let app = Arc::new(App::with_sdk(&config, &sdk).map_err(|e| e.to_string())?);
+    let fresh = app
+        .store
         .create_table_if_missing()
         .await
         .map_err(|e| e.to_string())?;
-    let stripe = StripeGateway::new(
-        &stripe_key,
-        config.stripe_api_base.as_deref(),
-        config.stripe_timeout,
-    )
-    .map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(store.clone(), stripe, &config));
-    let addr = billstack_local::spawn_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), app)
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set BILLSTACK_PORT)"))?;
+    let addr =
+        billstack_local::spawn_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), app.clone())
+            .await
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set BILLSTACK_PORT)"))?;
     let base = format!("http://{addr}");
 
     if fresh {
-        seed(&store, &base, _issuer.as_ref())
+        seed(&app, &base, _issuer.as_ref(), demo_key.map(Secret::new))
             .await
             .map_err(|e| e.to_string())?;
     } else {
@@ -153,10 +176,12 @@ const DEMO_TOKEN_SECS: i64 = 12 * 3600;
 /// A demo team, project and full-access key, and (with the development issuer) a demo
 /// user who owns the team, with curl lines that work as pasted.
 async fn seed(
-    store: &Store,
+    app: &App,
     base: &str,
     issuer: Option<&DevIssuer>,
+    stripe_key: Option<Secret>,
 ) -> Result<(), billstack::ApiError> {
+    let store = &app.store;
     let team = admin::create_team(store, "Demo team").await?;
     let project = admin::create_project(store, &team.id, "Demo project").await?;
     let (key, secret) = admin::create_api_key(
@@ -178,6 +203,24 @@ async fn seed(
     println!("  team     {}", team.id);
     println!("  project  {}", project.id);
     println!("  API key  {} ({}), shown once: {raw}", key.id, key.prefix);
+    match stripe_key {
+        Some(secret_key) => {
+            let new = connection::Connect::from_keys(secret_key.expose().to_owned(), None, None)?;
+            let connected = connection::connect_team(app, &team.id, &new).await?;
+            println!(
+                "  Stripe   connected to {} ({})",
+                connected
+                    .account_id
+                    .as_deref()
+                    .unwrap_or("a restricted key's account"),
+                connected.account_name.as_deref().unwrap_or("unnamed")
+            );
+        }
+        None => println!(
+            "  Stripe   not connected (STRIPE_API_BASE without STRIPE_SECRET_KEY): connect with POST /api/billstack/teams/{}/stripe/connect",
+            team.id
+        ),
+    }
     println!();
     println!("Try it:");
     println!(
@@ -213,6 +256,10 @@ async fn seed(
             team.id
         );
         println!("  curl -s \"{customers}\" -H \"Authorization: Bearer $TOKEN\"");
+        println!(
+            "  curl -s \"{teams}/{}/stripe/status\" -H \"Authorization: Bearer $TOKEN\"",
+            team.id
+        );
         println!(
             "A token for another user: curl -s -X POST {}/token -d '{{\"sub\": \"user_2\", \"email\": \"two@example.com\"}}'",
             issuer.url()

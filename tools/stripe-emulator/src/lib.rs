@@ -29,6 +29,7 @@
 //! - Requests to `/_emulator/...` (the HTTP control endpoints) are neither
 //!   recorded nor subject to faults.
 
+mod accounts;
 mod error;
 mod form;
 mod ids;
@@ -53,6 +54,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::accounts::{Account, Accounts, KeyKind};
+pub use crate::accounts::{
+    AccountKeys, DEFAULT_ACCOUNT_ID, DEFAULT_PUBLISHABLE_KEY, DEFAULT_SECRET_KEY,
+};
 use crate::error::{ApiError, Reply};
 use crate::form::Form;
 use crate::store::{IdempotentResult, Resource, Store};
@@ -139,7 +144,7 @@ pub struct RecordedRequest {
 
 #[derive(Debug, Default)]
 struct Shared {
-    store: Mutex<Store>,
+    accounts: Mutex<Accounts>,
     log: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
     /// TCP connections accepted so far.
@@ -232,6 +237,47 @@ impl Shared {
     }
 }
 
+/// One account's objects, as tests inspect them.
+pub struct AccountView<'a> {
+    shared: &'a Shared,
+    id: String,
+}
+
+impl AccountView<'_> {
+    fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> Option<T> {
+        lock(&self.shared.accounts)
+            .get(&self.id)
+            .map(|a| f(&a.store))
+    }
+
+    pub fn customer(&self, id: &str) -> Option<Value> {
+        self.read(|s| s.customer_json(id)).flatten()
+    }
+
+    pub fn customers(&self) -> Vec<Value> {
+        self.read(|s| s.customers.live().map(|c| c.to_json()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn product(&self, id: &str) -> Option<Value> {
+        self.read(|s| s.product_json(id)).flatten()
+    }
+
+    pub fn products(&self) -> Vec<Value> {
+        self.read(|s| s.products.live().map(|p| p.to_json()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn price(&self, id: &str) -> Option<Value> {
+        self.read(|s| s.price_json_plain(id)).flatten()
+    }
+
+    pub fn prices(&self) -> Vec<Value> {
+        self.read(|s| s.prices.live().map(|p| p.to_json()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The running emulator; it stops serving when dropped.
 #[derive(Debug)]
 pub struct StripeEmulator {
@@ -272,46 +318,52 @@ impl StripeEmulator {
         format!("http://{}", self.addr)
     }
 
-    /// The customer as Stripe would return it; a deleted one as its
+    /// The default account's objects (the account of [`DEFAULT_SECRET_KEY`]).
+    pub fn default_account(&self) -> AccountView<'_> {
+        self.account(DEFAULT_ACCOUNT_ID)
+    }
+
+    /// The objects of account `id` (an unknown ID shows an empty account).
+    pub fn account(&self, id: &str) -> AccountView<'_> {
+        AccountView {
+            shared: &self.shared,
+            id: id.to_owned(),
+        }
+    }
+
+    /// Opens a new account, with its own keys and objects.
+    pub fn open_account(&self, name: Option<&str>) -> AccountKeys {
+        lock(&self.shared.accounts).open(name)
+    }
+
+    /// The default account's customer as Stripe would return it; a deleted one as its
     /// `{"id", "object": "customer", "deleted": true}` stub.
     pub fn customer(&self, id: &str) -> Option<Value> {
-        lock(&self.shared.store).customer_json(id)
+        self.default_account().customer(id)
     }
 
-    /// Live customers, in creation order.
+    /// The default account's live customers, in creation order.
     pub fn customers(&self) -> Vec<Value> {
-        lock(&self.shared.store)
-            .customers
-            .live()
-            .map(|c| c.to_json())
-            .collect()
+        self.default_account().customers()
     }
 
-    /// The product as Stripe would return it; a deleted one as its stub.
+    /// The default account's product as Stripe would return it; a deleted one as its stub.
     pub fn product(&self, id: &str) -> Option<Value> {
-        lock(&self.shared.store).product_json(id)
+        self.default_account().product(id)
     }
 
-    /// Live products, in creation order.
+    /// The default account's live products, in creation order.
     pub fn products(&self) -> Vec<Value> {
-        lock(&self.shared.store)
-            .products
-            .live()
-            .map(|p| p.to_json())
-            .collect()
+        self.default_account().products()
     }
 
     pub fn price(&self, id: &str) -> Option<Value> {
-        lock(&self.shared.store).price_json_plain(id)
+        self.default_account().price(id)
     }
 
-    /// Prices, in creation order.
+    /// The default account's prices, in creation order.
     pub fn prices(&self) -> Vec<Value> {
-        lock(&self.shared.store)
-            .prices
-            .live()
-            .map(|p| p.to_json())
-            .collect()
+        self.default_account().prices()
     }
 
     /// Requests received so far (answered or in flight) matching `route`:
@@ -324,6 +376,11 @@ impl StripeEmulator {
     /// Every `/v1` request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.log).clone()
+    }
+
+    /// Forgets the requests received so far (a test's setup calls are not its own).
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
     }
 
     /// Queues a fault; faults for the same request are used first-in, first-out.
@@ -509,56 +566,42 @@ async fn process(shared: Arc<Shared>, req: ApiRequest) -> Reply {
     reply
 }
 
-/// Hides all but a recognisable prefix and the last four characters of a key.
-fn mask_key(key: &str) -> String {
-    const PREFIXES: [&str; 6] = [
-        "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_",
-    ];
-    let prefix = PREFIXES
-        .iter()
-        .find(|p| key.starts_with(*p))
-        .copied()
-        .unwrap_or("");
-    let rest: Vec<char> = key[prefix.len()..].chars().collect();
-    let shown = if rest.len() >= 12 { 4 } else { 0 };
-    let stars = "*".repeat(rest.len() - shown);
-    let tail: String = rest[rest.len() - shown..].iter().collect();
-    format!("{prefix}{stars}{tail}")
-}
-
-fn check_auth(authorization: Option<&str>) -> Result<(), ApiError> {
-    let key = authorization.map(str::trim).and_then(|h| {
-        let (scheme, key) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
-    });
-    match key {
-        Some(k) if k.starts_with("sk_test_") => Ok(()),
-        Some(k) if !k.is_empty() => Err(ApiError::new(
-            401,
-            "invalid_request_error",
-            format!("Invalid API Key provided: {}", mask_key(k)),
-        )),
-        _ => Err(ApiError::new(
-            401,
-            "invalid_request_error",
-            "You did not provide an API key. You need to provide your API key in the \
-             Authorization header, using Bearer auth (e.g. 'Authorization: Bearer \
-             YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or \
-             we can help at https://support.stripe.com/.",
-        )),
+/// The account a request's key belongs to, or Stripe's 401 (403 for a restricted key
+/// on `GET /v1/account`).
+fn authenticate<'a>(
+    accounts: &'a mut Accounts,
+    req: &ApiRequest,
+) -> Result<&'a mut Account, ApiError> {
+    let key = accounts::bearer_key(req.authorization.as_deref())?;
+    let (account, kind) = accounts
+        .by_key(key)
+        .ok_or_else(|| accounts::invalid_key(key))?;
+    if kind == KeyKind::Restricted && req.path == "/v1/account" {
+        return Err(accounts::permission_denied(key));
     }
+    Ok(account)
 }
 
 /// Authenticates and runs one `/v1` request, with `Idempotency-Key` replay for POSTs.
 fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
-    if let Err(err) = check_auth(req.authorization.as_deref()) {
-        return err.into_reply();
+    // One lock over check, apply and store: concurrent requests with one key run one at a time.
+    let mut accounts = lock(&shared.accounts);
+    let account = match authenticate(&mut accounts, req) {
+        Ok(account) => account,
+        Err(err) => return err.into_reply(),
+    };
+    if req.path == "/v1/account" {
+        return match req.method.as_str() {
+            "GET" => Reply::ok(account.to_json()),
+            method => ApiError::unrecognized_url(method, &req.path).into_reply(),
+        };
     }
     let form = Form::parse(req.query.as_bytes(), &req.body);
     let (_, target) = classify(&req.path);
+    let store = &mut account.store;
     let key = match &req.idempotency_key {
         Some(k) if req.method == "POST" && !k.is_empty() => k.clone(),
-        _ => return lock(&shared.store).dispatch(&req.method, &req.path, target, &form),
+        _ => return store.dispatch(&req.method, &req.path, target, &form),
     };
     if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
         return ApiError::invalid(format!(
@@ -567,8 +610,6 @@ fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
         .into_reply();
     }
     let params = form.canonical();
-    // One lock over check, apply and store: concurrent requests with one key run one at a time.
-    let mut store = lock(&shared.store);
     if let Some(previous) = store.idempotency.get(&key) {
         let error = if previous.method != req.method || previous.path != req.path {
             Some(format!(
@@ -684,6 +725,23 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
             shared.inject_fault(fault);
             Reply::ok(echo)
         }
+        ("POST", "/_emulator/accounts") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewAccount {
+                name: Option<String>,
+            }
+            let spec: NewAccount = if body.iter().all(u8::is_ascii_whitespace) {
+                NewAccount { name: None }
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(spec) => spec,
+                    Err(e) => return control_error(400, format!("Invalid account: {e}")),
+                }
+            };
+            let keys = lock(&shared.accounts).open(spec.name.as_deref());
+            Reply::with_status(201, keys.to_json())
+        }
         ("DELETE", "/_emulator/faults") => Reply::ok(json!({ "cleared": shared.clear_faults() })),
         ("GET", "/_emulator/requests") => {
             let log = lock(&shared.log);
@@ -706,6 +764,7 @@ mod tests {
 
     #[test]
     fn masks_keys() {
+        use crate::accounts::mask_key;
         assert_eq!(
             mask_key("sk_live_abcdefghijkl1234"),
             "sk_live_************1234"
@@ -766,23 +825,55 @@ mod tests {
     }
 
     #[test]
-    fn auth_accepts_only_test_secret_keys() {
-        assert!(check_auth(Some("Bearer sk_test_123")).is_ok());
-        assert!(check_auth(Some("bearer sk_test_123")).is_ok());
-        let live = check_auth(Some("Bearer sk_live_abcdefghijkl9999")).err();
-        assert_eq!(live.as_ref().map(|e| e.status), Some(401));
+    fn keys_belong_to_accounts() {
+        let mut accounts = Accounts::default();
+        let opened = accounts.open(Some("Team B"));
+        let mut id = |auth: Option<&str>, path: &str| {
+            let request = ApiRequest {
+                method: "GET".into(),
+                path: path.into(),
+                query: String::new(),
+                authorization: auth.map(str::to_owned),
+                idempotency_key: None,
+                body: Bytes::new(),
+            };
+            authenticate(&mut accounts, &request)
+                .map(|a| a.keys.id.clone())
+                .map_err(|e| (e.status, e.message))
+        };
+        let default_key = format!("Bearer {DEFAULT_SECRET_KEY}");
         assert_eq!(
-            live.map(|e| e.message),
-            Some("Invalid API Key provided: sk_live_************9999".to_string())
+            id(Some(&default_key), "/v1/customers"),
+            Ok(DEFAULT_ACCOUNT_ID.to_owned())
         );
-        let none = check_auth(None)
-            .err()
-            .map(|e| e.message)
-            .unwrap_or_default();
+        let secret = format!("bearer {}", opened.secret_key);
+        assert_eq!(id(Some(&secret), "/v1/account"), Ok(opened.id.clone()));
+        let restricted = format!("Bearer {}", opened.restricted_key);
+        assert_eq!(
+            id(Some(&restricted), "/v1/customers"),
+            Ok(opened.id.clone())
+        );
+        assert_eq!(
+            id(Some(&restricted), "/v1/account").map_err(|e| e.0),
+            Err(403)
+        );
+        assert_eq!(
+            id(Some("Bearer sk_live_abcdefghijkl9999"), "/v1/customers"),
+            Err((
+                401,
+                "Invalid API Key provided: sk_live_************9999".to_owned()
+            ))
+        );
+        assert_eq!(
+            id(Some("Bearer sk_test_123"), "/v1/customers").map_err(|e| e.0),
+            Err(401)
+        );
+        let (status, none) = id(None, "/v1/customers").unwrap_err();
+        assert_eq!(status, 401);
         assert!(
             none.starts_with("You did not provide an API key."),
             "{none}"
         );
-        assert!(check_auth(Some("Basic sk_test_123")).is_err());
+        assert!(id(Some("Basic sk_test_123"), "/v1/customers").is_err());
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 pub type TestResult = Result<(), Box<dyn Error>>;
 
-pub const TEST_KEY: &str = "sk_test_emulator_tests";
+pub const TEST_KEY: &str = stripe_emulator::DEFAULT_SECRET_KEY;
 
 pub async fn setup() -> Result<(StripeEmulator, Client), Box<dyn Error>> {
     let emulator = StripeEmulator::start(0).await?;

@@ -2,6 +2,7 @@
 //! with async-stripe itself (so every response shape is proven parseable) and,
 //! where the client cannot express a request, with raw HTTP.
 
+mod accounts;
 mod auth;
 mod bin;
 mod common;

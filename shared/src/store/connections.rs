@@ -1,0 +1,72 @@
+//! A team's Stripe connection (one item in the team's partition) and the claims that keep
+//! one Stripe customer linked to one project at most.
+
+use std::collections::HashMap;
+
+use super::{Store, dynamo_error, keys, s, to_item};
+use crate::error::ApiError;
+use crate::model::StripeConnection;
+
+impl Store {
+    pub async fn get_stripe_connection(
+        &self,
+        team_id: &str,
+    ) -> Result<Option<StripeConnection>, ApiError> {
+        self.get(keys::stripe_connection(team_id)).await
+    }
+
+    /// Stores the team's connection, replacing the one before. (The caller's membership,
+    /// just checked, shows that the team exists.)
+    pub async fn put_stripe_connection(
+        &self,
+        connection: &StripeConnection,
+    ) -> Result<(), ApiError> {
+        let item = to_item(
+            connection,
+            keys::stripe_connection(&connection.team_id),
+            "stripe_connection",
+        )?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(dynamo_error)?;
+        Ok(())
+    }
+
+    /// Removes the team's connection; `false` if there was none.
+    pub async fn delete_stripe_connection(&self, team_id: &str) -> Result<bool, ApiError> {
+        self.delete_existing(keys::stripe_connection(team_id)).await
+    }
+
+    /// Claims the Stripe customer `stripe_customer_id` of the team's account for
+    /// `project_id`: `true` if it was free or already this project's, `false` if another
+    /// project holds it. A Stripe customer that no project's metadata names may be linked
+    /// by any project of the team; the claim makes sure only one does.
+    pub async fn claim_stripe_customer(
+        &self,
+        team_id: &str,
+        stripe_customer_id: &str,
+        project_id: &str,
+        customer_id: &str,
+        now: i64,
+    ) -> Result<bool, ApiError> {
+        let (pk, sk) = keys::stripe_customer_claim(team_id, stripe_customer_id);
+        let item = HashMap::from([
+            (keys::PK.to_owned(), s(pk)),
+            (keys::SK.to_owned(), s(sk)),
+            (keys::ENTITY.to_owned(), s("stripe_customer_claim")),
+            ("projectId".to_owned(), s(project_id)),
+            ("customerId".to_owned(), s(customer_id)),
+            ("claimedAt".to_owned(), super::n(now)),
+        ]);
+        self.put_conditional(
+            item,
+            "attribute_not_exists(pk) OR projectId = :project",
+            HashMap::from([(":project".to_owned(), s(project_id))]),
+        )
+        .await
+    }
+}
