@@ -13,7 +13,9 @@ use crate::app::App;
 use crate::auth::{Principal, TeamPrincipal};
 use crate::error::ApiError;
 use crate::model::Role;
-use crate::routing::{Action, Matched, Resource, Route, TeamResource, TeamRoute, route};
+use crate::routing::{
+    Action, Matched, Resource, Route, TeamResource, TeamRoute, WebhookRoute, route,
+};
 use crate::store::{IdempotencyClaim, IdempotencyScope};
 use sha2::{Digest, Sha256};
 
@@ -110,6 +112,22 @@ impl TeamRequest {
     /// The caller's role in the path's team.
     pub fn role(&self) -> Option<Role> {
         self.principal.membership.as_ref().map(|m| m.role)
+    }
+}
+
+/// A Stripe event as it arrived for a team's webhook: the raw body, exactly as received (it
+/// is what the signature covers), and the `Stripe-Signature` header.
+pub struct WebhookRequest {
+    pub route: WebhookRoute,
+    pub signature: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("team_id", &self.route.team_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -300,10 +318,10 @@ where
     answer(request, |matched, request: Request| async move {
         let route = match matched {
             Matched::Project(route) => route,
-            Matched::Team(route) => {
+            other => {
                 return Err(ApiError::not_found(format!(
                     "No route for {}",
-                    route.name()
+                    other.name()
                 )));
             }
         };
@@ -354,8 +372,8 @@ where
     answer(request, |matched, request: Request| async move {
         let route = match matched {
             Matched::Team(route) => route,
-            Matched::Project(route) => {
-                return Err(ApiError::not_found(format!("No route for {}", route.name())));
+            other => {
+                return Err(ApiError::not_found(format!("No route for {}", other.name())));
             }
         };
         let headers = request.headers();
@@ -396,6 +414,33 @@ where
             route,
         };
         with_idempotency(app, scope, client, handler(team_request)).await
+    })
+    .await
+}
+
+/// Serves one webhook delivery with `handler`: no session or key (the handler checks the
+/// signature), no `Idempotency-Key` (events carry their own IDs).
+pub async fn serve_webhook<H, Fut>(request: Request, handler: H) -> Response<Body>
+where
+    H: FnOnce(WebhookRequest) -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    answer(request, |matched, request: Request| async move {
+        let route = match matched {
+            Matched::Webhook(route) => route,
+            other => {
+                return Err(ApiError::not_found(format!(
+                    "No route for {}",
+                    other.name()
+                )));
+            }
+        };
+        let webhook = WebhookRequest {
+            signature: header(request.headers(), "stripe-signature").map(str::to_owned),
+            body: request.body().as_ref().to_vec(),
+            route,
+        };
+        handler(webhook).await.map(Answer::from)
     })
     .await
 }
@@ -503,6 +548,20 @@ where
     let config = crate::config::Config::from_env()?;
     run_service(App::from_config(&config).await?, move |app, request| {
         serve_team(app, request, move |req| handler(app, req))
+    })
+    .await
+}
+
+/// [`run_lambda`] for the webhook function: every invocation through [`serve_webhook`].
+pub async fn run_webhook_lambda<H, Fut>(handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(&'static App, WebhookRequest) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiResponse, ApiError>> + Send,
+{
+    init_tracing();
+    let config = crate::config::Config::from_env()?;
+    run_service(App::from_config(&config).await?, move |app, request| {
+        serve_webhook(request, move |req| handler(app, req))
     })
     .await
 }

@@ -120,6 +120,18 @@ pub struct Customer {
     /// Bumped on every write; updates are conditional on it.
     #[serde(default)]
     pub version: u64,
+    /// When Stripe deleted the customer (the record is then kept apart, out of lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    /// An email the customer was given in Stripe that another customer of the project
+    /// has: recorded, not applied (the emails of a project stay unique).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_conflict: Option<String>,
+    /// The Stripe-side time of the state this record reflects: our own write's time, or
+    /// the `created` time of the last Stripe event applied. An older event never
+    /// overwrites it.
+    #[serde(default)]
+    pub stripe_synced_at: i64,
 }
 
 impl Customer {
@@ -153,6 +165,11 @@ pub struct Product {
     pub updated_at: i64,
     #[serde(default)]
     pub version: u64,
+    /// The Stripe-side time of the state this record reflects: our own write's time, or
+    /// the `created` time of the last Stripe event applied. An older event never
+    /// overwrites it.
+    #[serde(default)]
+    pub stripe_synced_at: i64,
     /// Set when a delete starts: from then on no price may be added to it.
     #[serde(default)]
     pub deleting: bool,
@@ -242,6 +259,11 @@ pub struct Price {
     pub updated_at: i64,
     #[serde(default)]
     pub version: u64,
+    /// The Stripe-side time of the state this record reflects: our own write's time, or
+    /// the `created` time of the last Stripe event applied. An older event never
+    /// overwrites it.
+    #[serde(default)]
+    pub stripe_synced_at: i64,
 }
 
 impl Price {

@@ -198,11 +198,22 @@ impl TeamRoute {
     }
 }
 
-/// What a path names: a project's resource, or something of a team.
+/// `POST /api/webhooks/stripe/{teamId}`: Stripe's events for one team, signed with the
+/// team's webhook secret (no session or key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRoute {
+    pub team_id: String,
+}
+
+/// Where Stripe sends a team's events.
+pub const WEBHOOK_BASE: &str = "/api/webhooks/stripe/";
+
+/// What a path names: a project's resource, something of a team, or a team's webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Matched {
     Project(Route),
     Team(TeamRoute),
+    Webhook(WebhookRoute),
 }
 
 impl Matched {
@@ -210,6 +221,7 @@ impl Matched {
         match self {
             Matched::Project(route) => route.name(),
             Matched::Team(route) => route.name(),
+            Matched::Webhook(_) => "POST /webhooks/stripe/{id}".to_owned(),
         }
     }
 
@@ -217,13 +229,14 @@ impl Matched {
         match self {
             Matched::Project(route) => Some(&route.team_id),
             Matched::Team(route) => route.team_id.as_deref(),
+            Matched::Webhook(route) => Some(&route.team_id),
         }
     }
 
     pub fn project_id(&self) -> Option<&str> {
         match self {
             Matched::Project(route) => Some(&route.project_id),
-            Matched::Team(_) => None,
+            Matched::Team(_) | Matched::Webhook(_) => None,
         }
     }
 }
@@ -235,6 +248,18 @@ impl Matched {
 pub fn route(method: &Method, path: &str) -> Result<Matched, ApiError> {
     let no_route = || ApiError::not_found(format!("No route for {method} {path}"));
     let not_allowed = || ApiError::method_not_allowed(method.as_str(), path);
+    if let Some(team_id) = path.strip_prefix(WEBHOOK_BASE) {
+        let team_id = team_id.strip_suffix('/').unwrap_or(team_id);
+        if team_id.is_empty() || team_id.contains('/') {
+            return Err(no_route());
+        }
+        if method != Method::POST {
+            return Err(not_allowed());
+        }
+        return Ok(Matched::Webhook(WebhookRoute {
+            team_id: team_id.to_owned(),
+        }));
+    }
     let rest = path
         .strip_prefix(BASE.trim_end_matches('/'))
         .ok_or_else(no_route)?;
@@ -332,14 +357,14 @@ mod tests {
     fn project_route(method: &Method, path: &str) -> Result<Route, ApiError> {
         match route(method, path)? {
             Matched::Project(route) => Ok(route),
-            Matched::Team(route) => panic!("{path} is a team route: {route:?}"),
+            other => panic!("{path} is not a project route: {other:?}"),
         }
     }
 
     fn team_route(method: &Method, path: &str) -> TeamRoute {
         match route(method, path).unwrap() {
             Matched::Team(route) => route,
-            Matched::Project(route) => panic!("{path} is a project route: {route:?}"),
+            other => panic!("{path} is not a team route: {other:?}"),
         }
     }
 
@@ -460,6 +485,33 @@ mod tests {
         .unwrap();
         assert_eq!(r.action, Action::Delete);
         assert_eq!(r.action.access(), Access::Write);
+    }
+
+    #[test]
+    fn matches_the_webhook_route() {
+        assert_eq!(
+            route(&Method::POST, "/api/webhooks/stripe/team_1").unwrap(),
+            Matched::Webhook(WebhookRoute {
+                team_id: "team_1".into()
+            })
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/webhooks/stripe/team_1")
+                .unwrap_err()
+                .status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        for path in [
+            "/api/webhooks/stripe/",
+            "/api/webhooks/stripe/t/x",
+            "/api/webhooks/other/t",
+        ] {
+            assert_eq!(
+                route(&Method::POST, path).unwrap_err().status,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
     }
 
     #[test]

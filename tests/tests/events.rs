@@ -466,6 +466,7 @@ fn every_route_has_an_event() {
         format!("GET {team}/stripe/status"),
         format!("GET {team}/stripe/webhook-url"),
         format!("DELETE {team}/stripe"),
+        "POST /api/webhooks/stripe/{teamId}".to_owned(),
     ] {
         if !covered.contains(&route) {
             missing.push(route);

@@ -121,6 +121,9 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         stripe_customer_id: stripe_customer.id,
         created_at: now,
         updated_at: now,
+        stripe_synced_at: now,
+        deleted_at: None,
+        email_conflict: None,
         version: 1,
     };
     if let Err(err) = app.store.insert_customer(&customer, &reservation).await {
@@ -279,6 +282,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let result = async {
         push_to_stripe(&stripe, &current, &next).await?;
         next.updated_at = now.max(current.updated_at);
+        next.stripe_synced_at = now.max(current.stripe_synced_at);
         next.version = current.version + 1;
         app.store
             .replace_customer(

@@ -265,6 +265,7 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         stripe_price_id: stripe_price.id,
         created_at: now,
         updated_at: now,
+        stripe_synced_at: now,
         version: 1,
     };
     if let Err(err) = app.store.insert_price(&price).await {
@@ -381,6 +382,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         }
     }
     next.updated_at = clock::now_epoch().max(current.updated_at);
+    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
     next.version = current.version + 1;
     app.store.replace_price(&next, current.version).await?;
     Ok(ApiResponse::ok(json!({"price": next.to_json()})))

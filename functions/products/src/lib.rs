@@ -121,6 +121,7 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         stripe_product_id: stripe_product.id,
         created_at: now,
         updated_at: now,
+        stripe_synced_at: now,
         version: 1,
         deleting: false,
     };
@@ -270,6 +271,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         }
     }
     next.updated_at = clock::now_epoch().max(current.updated_at);
+    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
     next.version = current.version + 1;
     app.store.replace_product(&next, current.version).await?;
     Ok(ApiResponse::ok(json!({"product": next.to_json()})))
@@ -301,6 +303,7 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             let mut inactive = price.clone();
             inactive.is_active = false;
             inactive.updated_at = clock::now_epoch().max(price.updated_at);
+            inactive.stripe_synced_at = inactive.updated_at.max(price.stripe_synced_at);
             inactive.version = price.version + 1;
             app.store.replace_price(&inactive, price.version).await?;
         }

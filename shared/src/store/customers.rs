@@ -253,6 +253,54 @@ impl Store {
         }
     }
 
+    /// Moves a customer Stripe deleted out of reads and lists (kept under
+    /// [`keys::DELETED_CUSTOMER`], with its `deletedAt`) and frees its email, if the stored
+    /// version is still `expected_version`; `false` if it changed or vanished meanwhile.
+    pub async fn mark_customer_deleted(
+        &self,
+        deleted: &Customer,
+        expected_version: u64,
+    ) -> Result<bool, ApiError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(keys::object(
+                &deleted.project_id,
+                keys::CUSTOMER,
+                &deleted.id,
+            ))))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .map_err(ApiError::internal)?;
+        let kept = to_item(
+            deleted,
+            keys::object(&deleted.project_id, keys::DELETED_CUSTOMER, &deleted.id),
+            "deleted_customer",
+        )?;
+        let outcome = self
+            .transact(vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                self.transact_put(kept, "attribute_not_exists(pk)")?,
+                self.delete_email(&deleted.project_id, &deleted.email, &deleted.id)?,
+            ])
+            .await?;
+        Ok(outcome == TxOutcome::Applied)
+    }
+
+    /// A customer Stripe deleted, as kept.
+    pub async fn get_deleted_customer(
+        &self,
+        project_id: &str,
+        customer_id: &str,
+    ) -> Result<Option<Customer>, ApiError> {
+        self.get(keys::object(
+            project_id,
+            keys::DELETED_CUSTOMER,
+            customer_id,
+        ))
+        .await
+    }
+
     /// Raw item of a customer's email, for tests and repair tools.
     pub async fn email_owner(
         &self,

@@ -26,22 +26,37 @@ pub enum IdempotencyClaim {
     InProgress,
 }
 
+/// Stripe retries a webhook delivery for up to three days; an event ID is remembered for
+/// about a month.
+pub const EVENT_KEEP_SECS: i64 = 30 * 24 * 3600;
+
 /// Whose keys a key is unique among: a project's (its creates), a team's (its members,
-/// projects), or a user's (the teams they create).
+/// projects), a user's (the teams they create), or a team's Stripe events (their IDs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyScope<'a> {
     Project(&'a str),
     Team(&'a str),
     User(&'a str),
+    StripeEvents(&'a str),
+}
+
+impl IdempotencyScope<'_> {
+    fn keep_secs(self) -> i64 {
+        match self {
+            IdempotencyScope::StripeEvents(_) => EVENT_KEEP_SECS,
+            _ => KEEP_SECS,
+        }
+    }
 }
 
 fn key(scope: IdempotencyScope<'_>, idempotency_key: &str) -> (String, String) {
-    let partition = match scope {
-        IdempotencyScope::Project(id) => keys::project_partition(id),
-        IdempotencyScope::Team(id) => keys::team_index(id),
-        IdempotencyScope::User(id) => keys::user_index(id),
+    let (partition, prefix) = match scope {
+        IdempotencyScope::Project(id) => (keys::project_partition(id), "IDEMPOTENCY#"),
+        IdempotencyScope::Team(id) => (keys::team_index(id), "IDEMPOTENCY#"),
+        IdempotencyScope::User(id) => (keys::user_index(id), "IDEMPOTENCY#"),
+        IdempotencyScope::StripeEvents(id) => (keys::team_index(id), "EVENT#"),
     };
-    (partition, format!("IDEMPOTENCY#{idempotency_key}"))
+    (partition, format!("{prefix}{idempotency_key}"))
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -72,7 +87,7 @@ impl Store {
             ("state".to_owned(), s("pending")),
             ("fingerprint".to_owned(), s(fingerprint)),
             ("claimedAt".to_owned(), n(now)),
-            ("ttl".to_owned(), n(now + KEEP_SECS)),
+            ("ttl".to_owned(), n(now + scope.keep_secs())),
         ]
         .into();
         let result = self

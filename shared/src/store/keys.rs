@@ -9,6 +9,8 @@
 //! | API key by ID   | `TEAM#{team}`       | `APIKEY#{id}`       |                            |                 |
 //! | Stripe connection | `TEAM#{team}`     | `STRIPE`            |                            |                 |
 //! | Stripe customer claim | `TEAM#{team}` | `STRIPECUS#{cus}`   |                            |                 |
+//! | Stripe event seen | `TEAM#{team}`     | `EVENT#{evt}`       |                            |                 |
+//! | deleted customer | `PROJECT#{proj}`   | `DELETEDCUSTOMER#{id}` |                         |                 |
 //! | customer        | `PROJECT#{proj}`    | `CUSTOMER#{id}`     |                            |                 |
 //! | customer email  | `PROJECT#{proj}`    | `EMAIL#{email}`     |                            |                 |
 //! | product         | `PROJECT#{proj}`    | `PRODUCT#{id}`      |                            |                 |
@@ -29,6 +31,8 @@ pub const GSI1SK: &str = "gsi1sk";
 pub const ENTITY: &str = "entity";
 
 pub const CUSTOMER: &str = "CUSTOMER#";
+/// A customer deleted in Stripe: kept, out of lists and reads.
+pub const DELETED_CUSTOMER: &str = "DELETEDCUSTOMER#";
 pub const PRODUCT: &str = "PRODUCT#";
 pub const PRICE: &str = "PRICE#";
 pub const MEMBER: &str = "MEMBER#";

@@ -73,6 +73,8 @@ pub struct StripeAccounts {
     records: TtlCache<String, Option<Arc<StripeConnection>>>,
     /// Keyed by team and a digest of the ciphertext.
     gateways: TtlCache<(String, [u8; 32]), StripeGateway>,
+    /// Decrypted webhook signing secrets, keyed the same way.
+    webhook_secrets: TtlCache<(String, [u8; 32]), Secret>,
     decrypts: AtomicU64,
 }
 
@@ -96,6 +98,7 @@ impl StripeAccounts {
             kms,
             records: TtlCache::new(record_ttl),
             gateways: TtlCache::new(key_ttl),
+            webhook_secrets: TtlCache::new(key_ttl),
             decrypts: AtomicU64::new(0),
         }
     }
@@ -151,6 +154,25 @@ impl StripeAccounts {
         let gateway = StripeGateway::new(&self.http, &secret)?;
         self.gateways.insert(cache_key, gateway.clone());
         Ok(gateway)
+    }
+
+    /// The team's webhook signing secret, decrypted (and kept like a key); `None` if the
+    /// connection has none.
+    pub async fn webhook_secret(
+        &self,
+        record: &StripeConnection,
+    ) -> Result<Option<Secret>, ApiError> {
+        let Some(ciphertext) = &record.webhook_secret_ciphertext else {
+            return Ok(None);
+        };
+        let digest: [u8; 32] = Sha256::digest(ciphertext.as_bytes()).into();
+        let cache_key = (record.team_id.clone(), digest);
+        if let Some(secret) = self.webhook_secrets.get(&cache_key) {
+            return Ok(Some(secret));
+        }
+        let secret = self.decrypt(&record.team_id, ciphertext).await?;
+        self.webhook_secrets.insert(cache_key, secret.clone());
+        Ok(Some(secret))
     }
 
     /// Decrypts one of the team's stored secrets (base64 ciphertext).

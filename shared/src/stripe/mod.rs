@@ -269,6 +269,28 @@ impl StripeGateway {
         }
     }
 
+    /// The object at `path` (`/customers/cus_…`) as Stripe holds it now, as JSON; `None` if
+    /// Stripe has no such object (or it was deleted).
+    pub async fn retrieve_json(&self, path: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        let client = &*self.client;
+        let mut attempt = 1;
+        loop {
+            match client.get_raw(path).await {
+                Ok(body) => {
+                    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+                        ApiError::stripe_failed(
+                            "Stripe returned a response BillStack could not read",
+                        )
+                    })?;
+                    return Ok((value["deleted"] != true).then_some(value));
+                }
+                Err(StripeError::Stripe(_, 404)) => return Ok(None),
+                Err(err) if attempt < ATTEMPTS && transient(&err) => attempt += 1,
+                Err(err) => return Err(stripe_error(err)),
+            }
+        }
+    }
+
     /// Stripe customers with exactly this email (Stripe's filter is case-sensitive), newest
     /// first, at most 100.
     pub async fn customers_by_email(&self, email: &str) -> Result<Vec<StripeCustomer>, ApiError> {

@@ -138,6 +138,15 @@ impl StripeHttp {
             .map_err(|e| StripeError::ClientError(e.to_string()))
     }
 
+    /// `GET /v1{path}` once: the body of a 2xx answer, or Stripe's error.
+    pub async fn get_raw(&self, path: &str) -> Result<Bytes, StripeError> {
+        let request = self.request(StripeMethod::Get, path, None, None, None)?;
+        match self.attempt(request, self.timeout).await? {
+            (status, _, body) if status.is_success() => Ok(body),
+            (status, _, body) => Err(api_error(status, &body)),
+        }
+    }
+
     /// One attempt: the status, Stripe's `Stripe-Should-Retry` advice and the whole body.
     async fn attempt(
         &self,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use billstack::App;
-use billstack::http::{serve, serve_team};
+use billstack::http::{serve, serve_team, serve_webhook};
 use billstack::lambda_http::{Body, Request, RequestExt, Response};
 use billstack::routing::{Matched, Resource, TeamResource, route};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 pub async fn dispatch(app: &App, request: Request) -> Response<Body> {
     let matched = route(request.method(), request.uri().path());
     match matched {
+        Ok(Matched::Webhook(_)) => serve_webhook(request, |req| webhooks::handle(app, req)).await,
         Ok(Matched::Team(r)) if r.resource == TeamResource::Stripe => {
             serve_team(app, request, |req| connection::handle(app, req)).await
         }

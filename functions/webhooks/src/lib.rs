@@ -1,0 +1,517 @@
+//! Stripe → BillStack: each team's events at `POST /api/webhooks/stripe/{teamId}`, verified
+//! with the team's webhook signing secret, recorded by event ID (a redelivery is answered
+//! 200 and applies nothing), routed by the object's `project_id` metadata to a project of
+//! this team and by `billstack_id` to our record, and applied unless older than the state
+//! the record already reflects.
+//!
+//! Stripe delivers at least once and in no fixed order. Each record keeps
+//! `stripeSyncedAt`, the Stripe-side time of the state it reflects (our own write's time, or
+//! the `created` time of the last event applied): an older event is ignored, a newer one
+//! applied, and on a tie (one second, two changes) the object is fetched from Stripe and its
+//! current state applied. An event whose handling fails is answered 5xx (its ID released)
+//! so that Stripe delivers it again.
+
+pub mod signature;
+
+use std::cmp::Ordering;
+
+use billstack::App;
+use billstack::clock;
+use billstack::error::ApiError;
+use billstack::http::{ApiResponse, WebhookRequest};
+use billstack::ids::IdKind;
+use billstack::input::{Metadata, RESERVED_METADATA_KEYS, normalize_email};
+use billstack::model::{Customer, Interval, Price, PriceType, Product};
+use billstack::store::{EmailReservation, IdempotencyClaim, IdempotencyScope};
+use billstack::stripe::StripeGateway;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The event as Stripe sends it, with what BillStack reads of it.
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: Value,
+}
+
+/// What became of an event, as answered (and kept for a redelivery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    Adopted,
+    Deleted,
+    /// Older than the state the record reflects.
+    Stale,
+    /// The new email belongs to another customer of the project: recorded, not applied.
+    EmailConflict,
+    /// Not ours: no project of this team, no record, or a type we do not handle.
+    Ignored(&'static str),
+}
+
+impl Outcome {
+    fn to_json(self) -> Value {
+        match self {
+            Outcome::Applied => json!({"received": true, "outcome": "applied"}),
+            Outcome::Adopted => json!({"received": true, "outcome": "adopted"}),
+            Outcome::Deleted => json!({"received": true, "outcome": "deleted"}),
+            Outcome::Stale => json!({"received": true, "outcome": "stale"}),
+            Outcome::EmailConflict => json!({"received": true, "outcome": "email_conflict"}),
+            Outcome::Ignored(why) => json!({"received": true, "outcome": "ignored", "reason": why}),
+        }
+    }
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "webhook_not_configured",
+        "This endpoint has no webhook signing secret: a team owner connects Stripe again with the endpoint's webhookSecret (whsec_…)",
+    )
+}
+
+/// Answers one delivery.
+pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiError> {
+    let team_id = req.route.team_id.as_str();
+    // An unknown team and a team without a secret look the same from outside.
+    if !IdKind::Team.matches(team_id) {
+        return Err(not_configured());
+    }
+    let connection = app
+        .stripe
+        .connection(&app.store, team_id)
+        .await?
+        .ok_or_else(not_configured)?;
+    let secret = match app.stripe.webhook_secret(&connection).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Err(not_configured()),
+        Err(err) if err.code == "stripe_not_connected" => return Err(not_configured()),
+        Err(err) => return Err(err),
+    };
+    let now = clock::now_epoch();
+    signature::verify(req.signature.as_deref(), &req.body, secret.expose(), now)?;
+    let event: Event = serde_json::from_slice(&req.body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            "The body is not a Stripe event (JSON with id, type, created and data.object)",
+        )
+    })?;
+    if !event.id.starts_with("evt_")
+        || event.id.len() > 255
+        || !event
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            "The event's id is not a Stripe event ID (evt_…)",
+        ));
+    }
+
+    let scope = IdempotencyScope::StripeEvents(team_id);
+    match app
+        .store
+        .claim_idempotency_key(scope, &event.id, "", now)
+        .await?
+    {
+        IdempotencyClaim::Claimed => {}
+        IdempotencyClaim::Replay { .. } => {
+            return Ok(ApiResponse::ok(
+                json!({"received": true, "duplicate": true}),
+            ));
+        }
+        IdempotencyClaim::InProgress | IdempotencyClaim::Mismatch => {
+            return Err(ApiError::conflict(
+                "event_in_progress",
+                "This event is being handled by another delivery; Stripe will deliver it again",
+            ));
+        }
+    }
+    match apply(app, team_id, &event).await {
+        Ok(outcome) => {
+            let body = outcome.to_json();
+            tracing::info!(
+                team_id,
+                event_id = %event.id,
+                event_type = %event.kind,
+                outcome = %body["outcome"].as_str().unwrap_or(""),
+                "stripe event"
+            );
+            app.store
+                .complete_idempotency_key(scope, &event.id, 200, &body.to_string())
+                .await?;
+            Ok(ApiResponse::ok(body))
+        }
+        Err(err) => {
+            app.store.release_idempotency_key(scope, &event.id).await;
+            Err(err)
+        }
+    }
+}
+
+async fn apply(app: &App, team_id: &str, event: &Event) -> Result<Outcome, ApiError> {
+    let object = &event.data.object;
+    let (resource, action) = event.kind.split_once('.').unwrap_or((&event.kind, ""));
+    let kind = match resource {
+        "customer" => IdKind::Customer,
+        "product" => IdKind::Product,
+        "price" => IdKind::Price,
+        _ => return Ok(Outcome::Ignored("event type not handled")),
+    };
+    if !matches!(
+        (resource, action),
+        ("customer", "updated" | "deleted")
+            | ("product" | "price", "created" | "updated" | "deleted")
+    ) {
+        return Ok(Outcome::Ignored("event type not handled"));
+    }
+    let Some((project_id, record_id)) = owner(app, team_id, object, kind).await? else {
+        return Ok(Outcome::Ignored(
+            "the object belongs to no project of this team",
+        ));
+    };
+    let target = Target {
+        app,
+        team_id,
+        project_id: &project_id,
+        record_id: &record_id,
+        event,
+    };
+    match resource {
+        "customer" => target.customer(action == "deleted").await,
+        "product" => target.product(action).await,
+        _ => target.price(action).await,
+    }
+}
+
+/// The project (of this team) and record an object's metadata names, if any.
+async fn owner(
+    app: &App,
+    team_id: &str,
+    object: &Value,
+    kind: IdKind,
+) -> Result<Option<(String, String)>, ApiError> {
+    let metadata = &object["metadata"];
+    let (Some(project_id), Some(record_id)) = (
+        metadata["project_id"].as_str(),
+        metadata["billstack_id"].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    if !IdKind::Project.matches(project_id) || !kind.matches(record_id) {
+        return Ok(None);
+    }
+    // Another team's project ID in the metadata is never applied here.
+    let project = app.store.get_team_project(team_id, project_id).await?;
+    Ok(project.map(|p| (p.id, record_id.to_owned())))
+}
+
+/// Metadata as clients see it: ours taken out.
+fn client_metadata(object: &Value) -> Metadata {
+    object["metadata"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !RESERVED_METADATA_KEYS.contains(&k.as_str()))
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(object: &Value, field: &str) -> Option<String> {
+    object[field]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+struct Target<'a> {
+    app: &'a App,
+    team_id: &'a str,
+    project_id: &'a str,
+    record_id: &'a str,
+    event: &'a Event,
+}
+
+impl Target<'_> {
+    async fn stripe(&self) -> Result<StripeGateway, ApiError> {
+        self.app.stripe_for(self.team_id).await
+    }
+
+    fn object(&self) -> &Value {
+        &self.event.data.object
+    }
+
+    fn stripe_id(&self) -> &str {
+        self.object()["id"].as_str().unwrap_or_default()
+    }
+
+    /// The state to apply over a record that reflects Stripe as of `synced_at`: the event's
+    /// object if newer, Stripe's current object on a tie, nothing if older.
+    async fn newer_state(&self, synced_at: i64, path: &str) -> Result<Option<Value>, ApiError> {
+        match self.event.created.cmp(&synced_at) {
+            Ordering::Less => Ok(None),
+            Ordering::Greater => Ok(Some(self.object().clone())),
+            Ordering::Equal => self.stripe().await?.retrieve_json(path).await,
+        }
+    }
+
+    async fn customer(&self, deleted: bool) -> Result<Outcome, ApiError> {
+        let store = &self.app.store;
+        let Some(current) = store.get_customer(self.project_id, self.record_id).await? else {
+            return Ok(Outcome::Ignored("no such customer"));
+        };
+        if current.stripe_customer_id != self.stripe_id() {
+            return Ok(Outcome::Ignored(
+                "another Stripe customer than the record's",
+            ));
+        }
+        if deleted {
+            // Nothing follows a deletion in Stripe: it applies whatever came before it.
+            let gone = Customer {
+                deleted_at: Some(self.event.created),
+                stripe_synced_at: self.event.created.max(current.stripe_synced_at),
+                updated_at: clock::now_epoch().max(current.updated_at),
+                version: current.version + 1,
+                ..current.clone()
+            };
+            return if store.mark_customer_deleted(&gone, current.version).await? {
+                Ok(Outcome::Deleted)
+            } else {
+                Err(changed_meanwhile())
+            };
+        }
+        let path = format!("/customers/{}", current.stripe_customer_id);
+        let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
+            return Ok(Outcome::Stale);
+        };
+        let mut next = current.clone();
+        next.name = text(&state, "name");
+        next.metadata = client_metadata(&state);
+        next.stripe_synced_at = self.event.created;
+        next.updated_at = clock::now_epoch().max(current.updated_at);
+        next.version = current.version + 1;
+        let email = text(&state, "email").and_then(|e| normalize_email(&e).ok());
+        let mut outcome = Outcome::Applied;
+        let mut reservation = None;
+        if let Some(email) = email.filter(|e| *e != current.email) {
+            let claim = EmailReservation {
+                project_id: current.project_id.clone(),
+                email: email.clone(),
+                customer_id: current.id.clone(),
+            };
+            match store.reserve_email(&claim, clock::now_epoch()).await {
+                Ok(()) => {
+                    next.email = email;
+                    next.email_conflict = None;
+                    reservation = Some(claim);
+                }
+                Err(err) if err.code == "email_taken" => {
+                    next.email_conflict = Some(email);
+                    outcome = Outcome::EmailConflict;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let change = reservation.as_ref().map(|r| (current.email.as_str(), r));
+        if let Err(err) = store.replace_customer(&next, current.version, change).await {
+            if let Some(reservation) = &reservation {
+                store.release_email(reservation).await;
+            }
+            return Err(err);
+        }
+        Ok(outcome)
+    }
+
+    async fn product(&self, action: &str) -> Result<Outcome, ApiError> {
+        let store = &self.app.store;
+        let current = store.get_product(self.project_id, self.record_id).await?;
+        let path = format!("/products/{}", self.stripe_id());
+        match (action, current) {
+            ("deleted", None) => Ok(Outcome::Ignored("no such product")),
+            ("deleted", Some(current)) => {
+                if current.stripe_product_id != self.stripe_id() {
+                    return Ok(Outcome::Ignored("another Stripe product than the record's"));
+                }
+                let prices = store
+                    .prices_of_product(self.project_id, &current.id)
+                    .await?;
+                store.delete_product_with_prices(&current, &prices).await?;
+                Ok(Outcome::Deleted)
+            }
+            (_, None) => {
+                // An orphan (our write failed after Stripe's), or a late event of a product
+                // since deleted: only what Stripe holds now is adopted.
+                let Some(state) = self.stripe().await?.retrieve_json(&path).await? else {
+                    return Ok(Outcome::Ignored("the product is gone from Stripe"));
+                };
+                let now = clock::now_epoch();
+                let product = Product {
+                    id: self.record_id.to_owned(),
+                    project_id: self.project_id.to_owned(),
+                    name: text(&state, "name").unwrap_or_default(),
+                    description: text(&state, "description"),
+                    is_active: state["active"].as_bool().unwrap_or(true),
+                    metadata: client_metadata(&state),
+                    stripe_product_id: self.stripe_id().to_owned(),
+                    created_at: state["created"].as_i64().unwrap_or(now),
+                    updated_at: now,
+                    version: 1,
+                    stripe_synced_at: self.event.created,
+                    deleting: false,
+                };
+                match store.insert_product(&product).await {
+                    Ok(()) => Ok(Outcome::Adopted),
+                    Err(err) if err.code == "already_exists" => {
+                        Ok(Outcome::Ignored("already adopted by another delivery"))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            (_, Some(current)) => {
+                if current.stripe_product_id != self.stripe_id() {
+                    return Ok(Outcome::Ignored("another Stripe product than the record's"));
+                }
+                let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
+                    return Ok(Outcome::Stale);
+                };
+                let next = Product {
+                    name: text(&state, "name").unwrap_or_else(|| current.name.clone()),
+                    description: text(&state, "description"),
+                    is_active: state["active"].as_bool().unwrap_or(current.is_active),
+                    metadata: client_metadata(&state),
+                    stripe_synced_at: self.event.created,
+                    updated_at: clock::now_epoch().max(current.updated_at),
+                    version: current.version + 1,
+                    ..current.clone()
+                };
+                store.replace_product(&next, current.version).await?;
+                Ok(Outcome::Applied)
+            }
+        }
+    }
+
+    async fn price(&self, action: &str) -> Result<Outcome, ApiError> {
+        let store = &self.app.store;
+        let current = store.get_price(self.project_id, self.record_id).await?;
+        let path = format!("/prices/{}", self.stripe_id());
+        match (action, current) {
+            ("deleted", None) => Ok(Outcome::Ignored("no such price")),
+            ("deleted", Some(current)) => {
+                if current.stripe_price_id != self.stripe_id() {
+                    return Ok(Outcome::Ignored("another Stripe price than the record's"));
+                }
+                store.delete_price(&current).await?;
+                Ok(Outcome::Deleted)
+            }
+            (_, None) => self.adopt_price(&path).await,
+            (_, Some(current)) => {
+                if current.stripe_price_id != self.stripe_id() {
+                    return Ok(Outcome::Ignored("another Stripe price than the record's"));
+                }
+                let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
+                    return Ok(Outcome::Stale);
+                };
+                // Stripe changes nothing else of a price.
+                let next = Price {
+                    is_active: state["active"].as_bool().unwrap_or(current.is_active),
+                    metadata: client_metadata(&state),
+                    stripe_synced_at: self.event.created,
+                    updated_at: clock::now_epoch().max(current.updated_at),
+                    version: current.version + 1,
+                    ..current.clone()
+                };
+                store.replace_price(&next, current.version).await?;
+                Ok(Outcome::Applied)
+            }
+        }
+    }
+
+    /// A price Stripe holds for our project but we have no record of: adopted if its product
+    /// is one of ours in the project.
+    async fn adopt_price(&self, path: &str) -> Result<Outcome, ApiError> {
+        let stripe = self.stripe().await?;
+        let Some(state) = stripe.retrieve_json(path).await? else {
+            return Ok(Outcome::Ignored("the price is gone from Stripe"));
+        };
+        let stripe_product = state["product"]
+            .as_str()
+            .or_else(|| state["product"]["id"].as_str())
+            .unwrap_or_default();
+        let product = match stripe
+            .retrieve_json(&format!("/products/{stripe_product}"))
+            .await?
+        {
+            Some(p) if p["metadata"]["project_id"] == self.project_id => {
+                p["metadata"]["billstack_id"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        };
+        let Some(product_id) = product else {
+            return Ok(Outcome::Ignored(
+                "the price's product is not one of the project's",
+            ));
+        };
+        let recurring = &state["recurring"];
+        let interval = recurring["interval"]
+            .as_str()
+            .and_then(|i| Interval::ALL.into_iter().find(|x| x.as_str() == i));
+        let price_type = if interval.is_some() {
+            PriceType::Recurring
+        } else {
+            PriceType::OneTime
+        };
+        let (Some(unit_amount), Some(currency)) =
+            (state["unit_amount"].as_i64(), text(&state, "currency"))
+        else {
+            return Ok(Outcome::Ignored("a price BillStack cannot represent"));
+        };
+        let now = clock::now_epoch();
+        let price = Price {
+            id: self.record_id.to_owned(),
+            project_id: self.project_id.to_owned(),
+            product_id,
+            unit_amount,
+            currency,
+            price_type,
+            interval,
+            interval_count: interval
+                .and(recurring["interval_count"].as_u64())
+                .and_then(|c| u32::try_from(c).ok()),
+            is_active: state["active"].as_bool().unwrap_or(true),
+            metadata: client_metadata(&state),
+            stripe_price_id: self.stripe_id().to_owned(),
+            created_at: state["created"].as_i64().unwrap_or(now),
+            updated_at: now,
+            version: 1,
+            stripe_synced_at: self.event.created,
+        };
+        match self.app.store.insert_price(&price).await {
+            Ok(()) => Ok(Outcome::Adopted),
+            // The price exists already (another delivery adopted it) or its product went.
+            Err(err) if err.code == "product_deleted" => {
+                Ok(Outcome::Ignored("already adopted, or its product is gone"))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn changed_meanwhile() -> ApiError {
+    ApiError::conflict(
+        "concurrent_update",
+        "The record changed while the event was applied; Stripe will deliver it again",
+    )
+}
