@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::jobs::Jobs;
 use crate::secrets::Kms;
 use crate::store::Store;
 use crate::stripe::{StripeAccounts, StripeGateway, StripeHttp};
@@ -15,6 +16,8 @@ pub struct App {
     pub auth: Authenticator,
     /// `PUBLIC_BASE_URL`, if set.
     pub public_base_url: Option<String>,
+    /// Where background jobs (backfills) are handed on.
+    pub jobs: Jobs,
 }
 
 impl App {
@@ -27,6 +30,7 @@ impl App {
                 config.sessions.as_ref(),
             ),
             public_base_url: config.public_base_url.clone(),
+            jobs: Jobs::Off,
         }
     }
 
@@ -65,6 +69,10 @@ impl App {
             config.auth_cache_ttl,
             config.stripe_key_cache_ttl,
         );
-        Ok(Self::new(store, stripe, config))
+        let mut app = Self::new(store, stripe, config);
+        if let Some(url) = &config.backfill_queue_url {
+            app.jobs = Jobs::queue(sdk, url);
+        }
+        Ok(app)
     }
 }

@@ -21,6 +21,9 @@ pub struct Config {
     /// `STRIPE_KEY_CACHE_SECONDS` (default 300): how long a warm container keeps a team's
     /// decrypted Stripe key.
     pub stripe_key_cache_ttl: Duration,
+    /// `BACKFILL_QUEUE_URL`: the SQS queue backfill jobs continue through (deployed); unset:
+    /// the process runs its jobs itself (the local API, tests) or has none to run.
+    pub backfill_queue_url: Option<String>,
     /// `PUBLIC_BASE_URL`: the API's public address (a custom domain) for the webhook URL a
     /// team is shown; unset: the address the request came to.
     pub public_base_url: Option<String>,
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Config {
             .field("kms_endpoint", &self.kms_endpoint)
             .field("stripe_key_cache_ttl", &self.stripe_key_cache_ttl)
             .field("public_base_url", &self.public_base_url)
+            .field("backfill_queue_url", &self.backfill_queue_url)
             .field("stripe_api_base", &self.stripe_api_base)
             .field("stripe_timeout", &self.stripe_timeout)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
@@ -99,6 +103,7 @@ impl Config {
                 "STRIPE_KEY_CACHE_SECONDS",
                 DEFAULT_STRIPE_KEY_CACHE_SECS,
             )?),
+            backfill_queue_url: var("BACKFILL_QUEUE_URL"),
             public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             stripe_api_base: var("STRIPE_API_BASE"),
             stripe_timeout: Duration::from_millis(number(

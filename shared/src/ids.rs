@@ -11,6 +11,8 @@ pub enum IdKind {
     Product,
     Price,
     ApiKey,
+    /// A background job (a backfill).
+    Job,
 }
 
 impl IdKind {
@@ -22,6 +24,7 @@ impl IdKind {
             IdKind::Product => "pp_",
             IdKind::Price => "pri_",
             IdKind::ApiKey => "key_",
+            IdKind::Job => "job_",
         }
     }
 
@@ -34,6 +37,7 @@ impl IdKind {
             IdKind::Product => "product",
             IdKind::Price => "price",
             IdKind::ApiKey => "API key",
+            IdKind::Job => "job",
         }
     }
 

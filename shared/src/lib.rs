@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod input;
+pub mod jobs;
 pub mod model;
 pub mod outbound;
 pub mod routing;

@@ -325,7 +325,94 @@ impl std::fmt::Debug for StripeConnection {
 pub enum SyncStatus {
     /// Connected; nothing synced from Stripe yet.
     Pending,
+    /// A backfill is running.
     Syncing,
-    Synced,
+    /// The last backfill finished.
+    Ready,
+    /// The last backfill gave up (see its job record).
     Failed,
+}
+
+/// The kinds of Stripe object a backfill pages through, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncObject {
+    Customers,
+    Products,
+    Prices,
+}
+
+impl SyncObject {
+    pub const ALL: [SyncObject; 3] = [
+        SyncObject::Customers,
+        SyncObject::Products,
+        SyncObject::Prices,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncObject::Customers => "customers",
+            SyncObject::Products => "products",
+            SyncObject::Prices => "prices",
+        }
+    }
+}
+
+/// What a backfill did to one kind of object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncCounts {
+    /// Objects read from Stripe.
+    pub scanned: u64,
+    /// Orphans adopted: in Stripe with our metadata, no record.
+    pub created: u64,
+    /// Records changed to match Stripe.
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Not ours: no project of this team, or no record we could adopt.
+    pub ignored: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// A team's backfill from Stripe: where it is, and what it did so far. One per team; a new
+/// one replaces a finished one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillJob {
+    pub team_id: String,
+    pub job_id: String,
+    pub objects: Vec<SyncObject>,
+    /// Only objects Stripe created after this time (Unix seconds).
+    pub created_after: Option<i64>,
+    /// Index in `objects` of the kind being read.
+    pub phase: usize,
+    /// The last object read of that kind (Stripe's `starting_after`).
+    pub cursor: Option<String>,
+    pub counts: std::collections::BTreeMap<SyncObject, SyncCounts>,
+    pub job_state: JobState,
+    /// Steps run so far; each save is conditional on it, so two runners never both advance.
+    pub steps: u64,
+    pub started_at: i64,
+    pub updated_at: i64,
+}
+
+impl BackfillJob {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "jobId": self.job_id,
+            "objects": self.objects,
+            "state": self.job_state,
+            "steps": self.steps,
+            "counts": self.counts,
+            "startedAt": rfc3339(self.started_at),
+            "updatedAt": rfc3339(self.updated_at),
+        })
+    }
 }

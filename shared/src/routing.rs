@@ -117,8 +117,9 @@ pub enum TeamResource {
 }
 
 /// The operations below `/teams/{teamId}/stripe/`, with their methods and actions.
-pub const STRIPE_OPERATIONS: [(&str, Method, Action); 3] = [
+pub const STRIPE_OPERATIONS: [(&str, Method, Action); 4] = [
     ("connect", Method::POST, Action::Create),
+    ("backfill", Method::POST, Action::Create),
     ("status", Method::GET, Action::Get),
     ("webhook-url", Method::GET, Action::Get),
 ];

@@ -127,6 +127,7 @@ pub fn config(stripe_url: &str, auth_cache_ttl: Duration) -> Config {
         kms_endpoint: Some(kms_endpoint()),
         stripe_key_cache_ttl: Duration::from_secs(300),
         public_base_url: None,
+        backfill_queue_url: None,
     }
 }
 
@@ -169,7 +170,12 @@ impl TestEnv {
             sessions: Some(issuer_config(&issuer)),
             ..config(&stripe.url(), ttl)
         };
-        let app = Arc::new(App::from_config(&config).await.expect("app"));
+        let mut app = App::from_config(&config).await.expect("app");
+        let (jobs, job_queue) = billstack_local::local_jobs();
+        app.jobs = jobs;
+        let app = Arc::new(app);
+        // No time budget: every "invocation" runs one step, so jobs run over many.
+        billstack_local::spawn_job_runner(app.clone(), job_queue, Duration::ZERO);
         let team = admin::create_team(&store, "Test team").await.expect("team");
         let project = admin::create_project(&store, &team.id, "Test project")
             .await

@@ -118,6 +118,7 @@ async fn two_teams_write_only_to_their_own_stripe_accounts() {
     assert_eq!(
         status_b,
         json!({
+            "backfill": null,
             "connected": true,
             "isActive": true,
             "syncStatus": "pending",

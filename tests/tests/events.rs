@@ -91,7 +91,18 @@ const KNOWN: &[(&str, &str)] = &[
         "a session token of a signed-in user who belongs to no team",
     ),
     ("apiKeyId", "the ID of the {{apiKey}} key's record"),
+    (
+        "stripeCustomerId",
+        "the seeded customer's Stripe customer ID",
+    ),
+    (
+        "webhookSignature",
+        "a Stripe-Signature of the event's body, made when it is sent, with the team's webhook secret (the team is connected with one)",
+    ),
 ];
+
+/// The webhook signing secret the team is connected with when an event needs one.
+const WEBHOOK_SECRET: &str = "whsec_billstackEventsSigningSecret000000";
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what()) }
@@ -162,7 +173,18 @@ async fn seed(
             .ok_or("the env's key is not in the table")?;
         values.insert("apiKeyId".into(), record.id);
     }
-    if wants("customerId") || wants("customerEmail") {
+    if wants("webhookSignature") {
+        let keys = connection::Connect::from_keys(
+            stripe_emulator::DEFAULT_SECRET_KEY.to_owned(),
+            None,
+            Some(WEBHOOK_SECRET.to_owned()),
+        )
+        .map_err(|e| e.message)?;
+        connection::connect_team(&env.app, &env.team.id, &keys)
+            .await
+            .map_err(|e| e.message)?;
+    }
+    if wants("customerId") || wants("customerEmail") || wants("stripeCustomerId") {
         let email = "seeded.customer@example.com";
         let customer = create(
             env,
@@ -171,6 +193,13 @@ async fn seed(
         )
         .await?;
         values.insert("customerId".into(), id_of(&customer, "customer")?);
+        values.insert(
+            "stripeCustomerId".into(),
+            customer["customer"]["stripeCustomerId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
         values.insert("customerEmail".into(), email.into());
     }
     if wants("productId") || wants("priceId") {
@@ -348,7 +377,19 @@ async fn run_event(text: &str) -> Result<(), String> {
 
     let env = TestEnv::new().await;
     let values = seed(&env, &needed).await?;
-    let rendered = render(text, &values);
+    let mut rendered = render(text, &values);
+    // A Stripe-Signature is made over the body as sent, at sending.
+    if rendered.contains("{{webhookSignature}}") {
+        let mut event: Value = serde_json::from_str(&rendered)
+            .map_err(|err| format!("not JSON once rendered: {err}"))?;
+        let body = event["body"].as_str().unwrap_or_default().to_owned();
+        event["headers"]["stripe-signature"] = json!(webhooks::signature::sign(
+            body.as_bytes(),
+            WEBHOOK_SECRET,
+            billstack::clock::now_epoch()
+        ));
+        rendered = event.to_string();
+    }
     let event: Value =
         serde_json::from_str(&rendered).map_err(|err| format!("not JSON once rendered: {err}"))?;
     check_shape(&event)?;
@@ -362,6 +403,12 @@ async fn run_event(text: &str) -> Result<(), String> {
     // Exactly what the Lambda runtime does with the invocation payload.
     let request = lambda_http::request::from_str(&rendered)
         .map_err(|err| format!("lambda_http cannot parse it: {err}"))?;
+    // A redelivery: the same invocation once before the one whose answer is checked.
+    if expect["deliverTwice"] == true {
+        let first = lambda_http::request::from_str(&rendered)
+            .map_err(|err| format!("lambda_http cannot parse it: {err}"))?;
+        billstack_tests::send(&env.app, first).await;
+    }
     let (got_status, body) = billstack_tests::send(&env.app, request).await;
 
     let mut problems = Vec::new();
@@ -466,6 +513,7 @@ fn every_route_has_an_event() {
         format!("GET {team}/stripe/status"),
         format!("GET {team}/stripe/webhook-url"),
         format!("DELETE {team}/stripe"),
+        format!("POST {team}/stripe/backfill"),
         "POST /api/webhooks/stripe/{teamId}".to_owned(),
     ] {
         if !covered.contains(&route) {

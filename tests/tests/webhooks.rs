@@ -571,3 +571,97 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let (_, got) = get(&env, "customers", &customer["id"]).await;
     assert_eq!(got["customer"]["name"], "Safe", "nothing changed");
 }
+
+/// Within `limit`, until `done` holds.
+async fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_the_newest_state() {
+    let env = TestEnv::new().await;
+    let addr = billstack_local::spawn_server(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        env.app.clone(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{addr}/api/webhooks/stripe/{}", env.team.id);
+    let (_, secret) = env
+        .stripe
+        .add_webhook_endpoint(stripe_emulator::DEFAULT_ACCOUNT_ID, &url)
+        .unwrap();
+    assert!(secret.starts_with("whsec_"));
+    let keys = connection::Connect::from_keys(
+        stripe_emulator::DEFAULT_SECRET_KEY.to_owned(),
+        None,
+        Some(secret),
+    )
+    .unwrap();
+    connection::connect_team(&env.app, &env.team.id, &keys)
+        .await
+        .unwrap();
+    let customer = env
+        .create("customers", json!({"email": "e2e@example.com"}))
+        .await;
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap().to_owned();
+    // Our own create's event arrives too (a type BillStack does not act on).
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || env
+            .stripe
+            .delivery_attempts()
+            .iter()
+            .any(|a| a.event_type == "customer.created" && a.status == 200))
+        .await,
+        "{:?}",
+        env.stripe.delivery_attempts()
+    );
+
+    // Two changes in Stripe's dashboard, a second apart; held, then delivered newest first,
+    // each twice.
+    env.stripe.hold_deliveries();
+    let client = stripe::ClientBuilder::new(stripe_emulator::DEFAULT_SECRET_KEY)
+        .url(env.stripe.url())
+        .build()
+        .unwrap();
+    for name in ["First", "Second"] {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        stripe_core::customer::UpdateCustomer::new(stripe_id.as_str())
+            .name(name)
+            .send(&client)
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.stripe.pending_deliveries(), 2);
+    env.stripe.release_deliveries(true, true);
+    let updates = || {
+        env.stripe
+            .delivery_attempts()
+            .into_iter()
+            .filter(|a| a.event_type == "customer.updated")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || updates().len() == 4).await,
+        "{:?}",
+        updates()
+    );
+    assert!(updates().iter().all(|a| a.status == 200), "{:?}", updates());
+    let (_, got) = get(&env, "customers", &customer["id"]).await;
+    assert_eq!(got["customer"]["name"], "Second", "the newest state wins");
+    let events = env.stripe.events(stripe_emulator::DEFAULT_ACCOUNT_ID);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "customer.updated")
+            .count(),
+        2
+    );
+}

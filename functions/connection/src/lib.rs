@@ -8,17 +8,18 @@ use billstack::clock;
 use billstack::error::ApiError;
 use billstack::http::{ApiResponse, TeamRequest};
 use billstack::input::{Query, json_body};
-use billstack::model::{StripeConnection, SyncStatus};
+use billstack::model::{StripeConnection, SyncObject, SyncStatus};
 use billstack::routing::{Action, TeamResource};
 use billstack::secrets::Secret;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Answers every `/teams/{teamId}/stripe…` route.
 pub async fn handle(app: &App, req: TeamRequest) -> Result<ApiResponse, ApiError> {
     let operation = req.route.object_id.as_deref();
     match (req.route.resource, req.route.action, operation) {
         (TeamResource::Stripe, Action::Create, Some("connect")) => connect(app, &req).await,
+        (TeamResource::Stripe, Action::Create, Some("backfill")) => backfill(app, &req).await,
         (TeamResource::Stripe, Action::Get, Some("status")) => status(app, &req).await,
         (TeamResource::Stripe, Action::Get, Some("webhook-url")) => webhook_url(&req),
         (TeamResource::Stripe, Action::Delete, None) => disconnect(app, &req).await,
@@ -241,7 +242,13 @@ async fn status(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
         })));
     };
     let key_valid = key_still_valid(app, &connection).await;
+    let backfill = app
+        .store
+        .get_backfill_job(req.team_id())
+        .await?
+        .map(|job| job.to_json());
     Ok(ApiResponse::ok(json!({
+        "backfill": backfill,
         "connected": true,
         "isActive": key_valid == Some(true),
         "syncStatus": connection.sync_status,
@@ -270,6 +277,90 @@ async fn key_still_valid(app: &App, connection: &StripeConnection) -> Option<boo
         Err(err) if err.code == "invalid_stripe_key" => Some(false),
         Err(_) => None,
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BackfillBody {
+    objects: Option<Vec<String>>,
+    created_after: Option<Value>,
+}
+
+/// `{"objects"?: ["customers", "products", "prices"], "createdAfter"?: unix seconds or
+/// RFC 3339}`: all three and every object when not given.
+fn backfill_request(body: &[u8]) -> Result<backfill::BackfillRequest, ApiError> {
+    let body: BackfillBody = if body.iter().all(u8::is_ascii_whitespace) {
+        BackfillBody {
+            objects: None,
+            created_after: None,
+        }
+    } else {
+        json_body(body)?
+    };
+    let objects = match body.objects {
+        None => SyncObject::ALL.to_vec(),
+        Some(names) => {
+            let mut objects = Vec::new();
+            for name in &names {
+                let object = SyncObject::ALL
+                    .into_iter()
+                    .find(|o| o.as_str() == name)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "objects",
+                            "objects may hold customers, products and prices",
+                        )
+                    })?;
+                if !objects.contains(&object) {
+                    objects.push(object);
+                }
+            }
+            if objects.is_empty() {
+                return Err(ApiError::invalid(
+                    "objects",
+                    "objects must name at least one of customers, products and prices",
+                ));
+            }
+            // Products before prices: a price is adopted only under a product we hold.
+            objects.sort();
+            objects
+        }
+    };
+    let created_after = match body.created_after {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_i64().filter(|t| *t >= 0).ok_or_else(|| {
+            ApiError::invalid(
+                "createdAfter",
+                "createdAfter must be a Unix time in seconds or an RFC 3339 time",
+            )
+        })?),
+        Some(Value::String(text)) => Some(clock::parse_rfc3339(&text).ok_or_else(|| {
+            ApiError::invalid(
+                "createdAfter",
+                "createdAfter must be a Unix time in seconds or an RFC 3339 time",
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "createdAfter",
+                "createdAfter must be a Unix time in seconds or an RFC 3339 time",
+            ));
+        }
+    };
+    Ok(backfill::BackfillRequest {
+        objects,
+        created_after,
+    })
+}
+
+async fn backfill(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
+    let request = backfill_request(&req.body)?;
+    let job = backfill::start(app, req.team_id(), &request).await?;
+    let mut body = json!({"success": true, "syncStatus": "syncing"});
+    if let (Some(answer), Value::Object(fields)) = (body.as_object_mut(), job.to_json()) {
+        answer.extend(fields);
+    }
+    Ok(ApiResponse::ok(body))
 }
 
 fn webhook_url(req: &TeamRequest) -> Result<ApiResponse, ApiError> {

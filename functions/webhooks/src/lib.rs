@@ -21,7 +21,7 @@ use billstack::error::ApiError;
 use billstack::http::{ApiResponse, WebhookRequest};
 use billstack::ids::IdKind;
 use billstack::input::{Metadata, RESERVED_METADATA_KEYS, normalize_email};
-use billstack::model::{Customer, Interval, Price, PriceType, Product};
+use billstack::model::{Customer, Interval, Price, PriceType, Product, SyncObject};
 use billstack::store::{EmailReservation, IdempotencyClaim, IdempotencyScope};
 use billstack::stripe::StripeGateway;
 use http::StatusCode;
@@ -45,8 +45,10 @@ struct EventData {
 
 /// What became of an event, as answered (and kept for a redelivery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     Applied,
+    /// The record already matches (a backfill writes nothing then).
+    Unchanged,
     Adopted,
     Deleted,
     /// Older than the state the record reflects.
@@ -61,6 +63,7 @@ impl Outcome {
     fn to_json(self) -> Value {
         match self {
             Outcome::Applied => json!({"received": true, "outcome": "applied"}),
+            Outcome::Unchanged => json!({"received": true, "outcome": "unchanged"}),
             Outcome::Adopted => json!({"received": true, "outcome": "adopted"}),
             Outcome::Deleted => json!({"received": true, "outcome": "deleted"}),
             Outcome::Stale => json!({"received": true, "outcome": "stale"}),
@@ -138,7 +141,7 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
             ));
         }
     }
-    match apply(app, team_id, &event).await {
+    match apply(app, team_id, &event, true).await {
         Ok(outcome) => {
             let body = outcome.to_json();
             tracing::info!(
@@ -160,7 +163,37 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
     }
 }
 
-async fn apply(app: &App, team_id: &str, event: &Event) -> Result<Outcome, ApiError> {
+/// Repairs our record of one Stripe object (as a list of Stripe's answers it) to match it,
+/// the way a `*.updated` event of it arriving now would, without writing a record that
+/// already matches: what a backfill does with each object it reads.
+pub async fn reconcile(
+    app: &App,
+    team_id: &str,
+    object_type: SyncObject,
+    object: &Value,
+) -> Result<Outcome, ApiError> {
+    let resource = match object_type {
+        SyncObject::Customers => "customer",
+        SyncObject::Products => "product",
+        SyncObject::Prices => "price",
+    };
+    let event = Event {
+        id: String::new(),
+        kind: format!("{resource}.updated"),
+        created: clock::now_epoch(),
+        data: EventData {
+            object: object.clone(),
+        },
+    };
+    apply(app, team_id, &event, false).await
+}
+
+async fn apply(
+    app: &App,
+    team_id: &str,
+    event: &Event,
+    write_unchanged: bool,
+) -> Result<Outcome, ApiError> {
     let object = &event.data.object;
     let (resource, action) = event.kind.split_once('.').unwrap_or((&event.kind, ""));
     let kind = match resource {
@@ -187,6 +220,7 @@ async fn apply(app: &App, team_id: &str, event: &Event) -> Result<Outcome, ApiEr
         project_id: &project_id,
         record_id: &record_id,
         event,
+        write_unchanged,
     };
     match resource {
         "customer" => target.customer(action == "deleted").await,
@@ -243,6 +277,9 @@ struct Target<'a> {
     project_id: &'a str,
     record_id: &'a str,
     event: &'a Event,
+    /// A webhook event writes even a matching record (its time moves `stripeSyncedAt` on,
+    /// so an older event can no longer apply); a backfill does not.
+    write_unchanged: bool,
 }
 
 impl Target<'_> {
@@ -304,6 +341,13 @@ impl Target<'_> {
         next.updated_at = clock::now_epoch().max(current.updated_at);
         next.version = current.version + 1;
         let email = text(&state, "email").and_then(|e| normalize_email(&e).ok());
+        if !self.write_unchanged
+            && next.name == current.name
+            && next.metadata == current.metadata
+            && email.as_ref().is_none_or(|e| *e == current.email)
+        {
+            return Ok(Outcome::Unchanged);
+        }
         let mut outcome = Outcome::Applied;
         let mut reservation = None;
         if let Some(email) = email.filter(|e| *e != current.email) {
@@ -397,6 +441,13 @@ impl Target<'_> {
                     version: current.version + 1,
                     ..current.clone()
                 };
+                let same = next.name == current.name
+                    && next.description == current.description
+                    && next.is_active == current.is_active
+                    && next.metadata == current.metadata;
+                if same && !self.write_unchanged {
+                    return Ok(Outcome::Unchanged);
+                }
                 store.replace_product(&next, current.version).await?;
                 Ok(Outcome::Applied)
             }
@@ -433,6 +484,10 @@ impl Target<'_> {
                     version: current.version + 1,
                     ..current.clone()
                 };
+                let same = next.is_active == current.is_active && next.metadata == current.metadata;
+                if same && !self.write_unchanged {
+                    return Ok(Outcome::Unchanged);
+                }
                 store.replace_price(&next, current.version).await?;
                 Ok(Outcome::Applied)
             }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{Store, dynamo_error, keys, s, to_item};
 use crate::error::ApiError;
-use crate::model::StripeConnection;
+use crate::model::{BackfillJob, StripeConnection, SyncStatus};
 
 impl Store {
     pub async fn get_stripe_connection(
@@ -34,6 +34,62 @@ impl Store {
             .await
             .map_err(dynamo_error)?;
         Ok(())
+    }
+
+    /// Sets the connection's `syncStatus`, if the team is still connected.
+    pub async fn set_sync_status(&self, team_id: &str, status: SyncStatus) -> Result<(), ApiError> {
+        let value = serde_dynamo::to_attribute_value(status).map_err(ApiError::internal)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(super::key_item(keys::stripe_connection(team_id))))
+            .update_expression("SET syncStatus = :status")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":status", value)
+            .send()
+            .await;
+        super::applied(result).map(|_| ())
+    }
+
+    pub async fn get_backfill_job(&self, team_id: &str) -> Result<Option<BackfillJob>, ApiError> {
+        self.get(keys::backfill_job(team_id)).await
+    }
+
+    /// Writes a job: a new one (replacing a finished one, or one whose runner went quiet
+    /// for `stale_after` seconds) with `expected_steps: None`, else a step's progress if
+    /// the stored job is still at `expected_steps`. `false` when the condition fails.
+    pub async fn put_backfill_job(
+        &self,
+        job: &BackfillJob,
+        expected_steps: Option<u64>,
+        stale_after: i64,
+    ) -> Result<bool, ApiError> {
+        let item = to_item(job, keys::backfill_job(&job.team_id), "backfill_job")?;
+        match expected_steps {
+            None => {
+                self.put_conditional(
+                    item,
+                    "attribute_not_exists(pk) OR jobState <> :running OR updatedAt < :stale",
+                    HashMap::from([
+                        (":running".to_owned(), s("running")),
+                        (":stale".to_owned(), super::n(job.updated_at - stale_after)),
+                    ]),
+                )
+                .await
+            }
+            Some(steps) => {
+                self.put_conditional(
+                    item,
+                    "jobId = :job AND steps = :steps",
+                    HashMap::from([
+                        (":job".to_owned(), s(job.job_id.clone())),
+                        (":steps".to_owned(), super::n(steps)),
+                    ]),
+                )
+                .await
+            }
+        }
     }
 
     /// Removes the team's connection; `false` if there was none.

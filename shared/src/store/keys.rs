@@ -10,6 +10,7 @@
 //! | Stripe connection | `TEAM#{team}`     | `STRIPE`            |                            |                 |
 //! | Stripe customer claim | `TEAM#{team}` | `STRIPECUS#{cus}`   |                            |                 |
 //! | Stripe event seen | `TEAM#{team}`     | `EVENT#{evt}`       |                            |                 |
+//! | backfill job    | `TEAM#{team}`       | `BACKFILL`          |                            |                 |
 //! | deleted customer | `PROJECT#{proj}`   | `DELETEDCUSTOMER#{id}` |                         |                 |
 //! | customer        | `PROJECT#{proj}`    | `CUSTOMER#{id}`     |                            |                 |
 //! | customer email  | `PROJECT#{proj}`    | `EMAIL#{email}`     |                            |                 |
@@ -79,6 +80,11 @@ pub fn api_key_by_id(team_id: &str, key_id: &str) -> (String, String) {
 /// A team's Stripe connection.
 pub fn stripe_connection(team_id: &str) -> (String, String) {
     (team_index(team_id), "STRIPE".to_owned())
+}
+
+/// A team's backfill job.
+pub fn backfill_job(team_id: &str) -> (String, String) {
+    (team_index(team_id), "BACKFILL".to_owned())
 }
 
 /// Which project linked a Stripe customer of the team's account.

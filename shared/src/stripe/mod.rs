@@ -272,10 +272,32 @@ impl StripeGateway {
     /// The object at `path` (`/customers/cus_…`) as Stripe holds it now, as JSON; `None` if
     /// Stripe has no such object (or it was deleted).
     pub async fn retrieve_json(&self, path: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        self.get_json(path, None).await
+    }
+
+    /// One page of a Stripe list (`/customers`, with `limit`, `starting_after`, …), as JSON.
+    pub async fn list_json(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, ApiError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        self.get_json(path, Some(&query))
+            .await?
+            .ok_or_else(|| ApiError::stripe_failed("Stripe answered a list with nothing"))
+    }
+
+    async fn get_json(
+        &self,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
         let client = &*self.client;
         let mut attempt = 1;
         loop {
-            match client.get_raw(path).await {
+            match client.get_raw(path, query).await {
                 Ok(body) => {
                     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
                         ApiError::stripe_failed(

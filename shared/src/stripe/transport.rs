@@ -138,9 +138,9 @@ impl StripeHttp {
             .map_err(|e| StripeError::ClientError(e.to_string()))
     }
 
-    /// `GET /v1{path}` once: the body of a 2xx answer, or Stripe's error.
-    pub async fn get_raw(&self, path: &str) -> Result<Bytes, StripeError> {
-        let request = self.request(StripeMethod::Get, path, None, None, None)?;
+    /// `GET /v1{path}[?query]` once: the body of a 2xx answer, or Stripe's error.
+    pub async fn get_raw(&self, path: &str, query: Option<&str>) -> Result<Bytes, StripeError> {
+        let request = self.request(StripeMethod::Get, path, query, None, None)?;
         match self.attempt(request, self.timeout).await? {
             (status, _, body) if status.is_success() => Ok(body),
             (status, _, body) => Err(api_error(status, &body)),

@@ -134,6 +134,7 @@ impl Stack {
             kms_endpoint: Some(moto.endpoint().to_owned()),
             stripe_key_cache_ttl: Duration::ZERO,
             public_base_url: None,
+            backfill_queue_url: None,
         };
         let app = billstack::App::with_sdk(&config, &sdk).map_err(|e| e.to_string())?;
         let keys = connection::Connect::from_keys(

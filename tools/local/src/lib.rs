@@ -102,6 +102,30 @@ pub async fn serve_http(listener: TcpListener, app: Arc<App>) {
     }
 }
 
+/// A job queue of this process: give the `Jobs` to the App before it is shared, then
+/// [`spawn_job_runner`] with the receiver.
+pub fn local_jobs() -> (
+    billstack::jobs::Jobs,
+    tokio::sync::mpsc::UnboundedReceiver<billstack::jobs::JobMessage>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    (billstack::jobs::Jobs::Local(sender), receiver)
+}
+
+/// Runs every job handed to `receiver` with the same code the backfill function runs, each
+/// "invocation" given `budget`, one job at a time, until the sender goes.
+pub fn spawn_job_runner(
+    app: Arc<App>,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<billstack::jobs::JobMessage>,
+    budget: std::time::Duration,
+) {
+    tokio::spawn(async move {
+        while let Some(message) = receiver.recv().await {
+            backfill::run_locally(&app, &message, budget).await;
+        }
+    });
+}
+
 /// Binds `addr` and serves in the background; returns the bound address.
 pub async fn spawn_server(addr: SocketAddr, app: Arc<App>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;

@@ -140,8 +140,14 @@ async fn run() -> Result<(), String> {
         kms_endpoint: Some(kms_endpoint),
         stripe_key_cache_ttl: Duration::from_secs(DEFAULT_STRIPE_KEY_CACHE_SECS),
         public_base_url: None,
+        backfill_queue_url: None,
     };
-    let app = Arc::new(App::with_sdk(&config, &sdk).map_err(|e| e.to_string())?);
+    let mut app = App::with_sdk(&config, &sdk).map_err(|e| e.to_string())?;
+    let (jobs, job_queue) = billstack_local::local_jobs();
+    app.jobs = jobs;
+    let app = Arc::new(app);
+    // A Lambda invocation's budget: backfills run in the same steps as deployed.
+    billstack_local::spawn_job_runner(app.clone(), job_queue, Duration::from_secs(30));
     let fresh = app
         .store
         .create_table_if_missing()
@@ -154,9 +160,15 @@ async fn run() -> Result<(), String> {
     let base = format!("http://{addr}");
 
     if fresh {
-        seed(&app, &base, _issuer.as_ref(), demo_key.map(Secret::new))
-            .await
-            .map_err(|e| e.to_string())?;
+        seed(
+            &app,
+            &base,
+            _issuer.as_ref(),
+            demo_key.map(Secret::new),
+            _emulator.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     } else {
         println!(
             "Table {table} already exists; create keys with: cargo run -p billstack-admin -- api-key create --team <team_id>"
@@ -180,6 +192,7 @@ async fn seed(
     base: &str,
     issuer: Option<&DevIssuer>,
     stripe_key: Option<Secret>,
+    emulator: Option<&StripeEmulator>,
 ) -> Result<(), billstack::ApiError> {
     let store = &app.store;
     let team = admin::create_team(store, "Demo team").await?;
@@ -205,7 +218,17 @@ async fn seed(
     println!("  API key  {} ({}), shown once: {raw}", key.id, key.prefix);
     match stripe_key {
         Some(secret_key) => {
-            let new = connection::Connect::from_keys(secret_key.expose().to_owned(), None, None)?;
+            // The emulator's events come back to this API, signed for the demo team.
+            let webhook = format!("{base}/api/webhooks/stripe/{}", team.id);
+            let webhook_secret = emulator.and_then(|e| {
+                e.add_webhook_endpoint(stripe_emulator::DEFAULT_ACCOUNT_ID, &webhook)
+                    .map(|(_, secret)| secret)
+            });
+            let new = connection::Connect::from_keys(
+                secret_key.expose().to_owned(),
+                None,
+                webhook_secret.clone(),
+            )?;
             let connected = connection::connect_team(app, &team.id, &new).await?;
             println!(
                 "  Stripe   connected to {} ({})",
@@ -215,6 +238,9 @@ async fn seed(
                     .unwrap_or("a restricted key's account"),
                 connected.account_name.as_deref().unwrap_or("unnamed")
             );
+            if webhook_secret.is_some() {
+                println!("  webhook  the emulator delivers the account's events to {webhook}");
+            }
         }
         None => println!(
             "  Stripe   not connected (STRIPE_API_BASE without STRIPE_SECRET_KEY): connect with POST /api/billstack/teams/{}/stripe/connect",
@@ -227,6 +253,16 @@ async fn seed(
         "  curl -s -X POST \"{customers}\" -H \"Authorization: Bearer {raw}\" -H \"Content-Type: application/json\" -d '{{\"email\": \"jane@example.com\", \"name\": \"Jane Doe\", \"metadata\": {{\"plan\": \"pro\"}}}}'"
     );
     println!("  curl -s \"{customers}?limit=25\" -H \"Authorization: Bearer {raw}\"");
+    if let Some(emulator) = emulator {
+        println!(
+            "  # a change made in Stripe (the emulator) comes back through the webhook: use the created customer's stripeCustomerId"
+        );
+        println!(
+            "  curl -s -X POST \"{}/v1/customers/cus_…\" -H \"Authorization: Bearer {}\" -d name=\"Renamed in Stripe\"",
+            emulator.url(),
+            stripe_emulator::DEFAULT_SECRET_KEY
+        );
+    }
     println!();
     if let Some(issuer) = issuer {
         admin::add_member(

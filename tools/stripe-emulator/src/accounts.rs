@@ -45,6 +45,9 @@ pub(crate) struct Account {
     pub keys: AccountKeys,
     pub created: i64,
     pub store: Store,
+    pub endpoints: Vec<crate::events::Endpoint>,
+    /// Every event of the account, oldest first.
+    pub events: Vec<Value>,
 }
 
 impl Account {
@@ -53,6 +56,8 @@ impl Account {
             keys,
             created: ids::now(),
             store: Store::default(),
+            endpoints: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -120,6 +125,10 @@ impl Accounts {
     /// The account `id`.
     pub fn get(&self, id: &str) -> Option<&Account> {
         self.list.iter().find(|a| a.keys.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Account> {
+        self.list.iter_mut().find(|a| a.keys.id == id)
     }
 
     /// The account and kind of `key`; `None` for a key no account has.

@@ -31,6 +31,7 @@
 
 mod accounts;
 mod error;
+pub mod events;
 mod form;
 mod ids;
 mod store;
@@ -145,6 +146,8 @@ pub struct RecordedRequest {
 #[derive(Debug, Default)]
 struct Shared {
     accounts: Mutex<Accounts>,
+    outbox: Mutex<events::Outbox>,
+    wake: tokio::sync::Notify,
     log: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
     /// TCP connections accepted so far.
@@ -284,6 +287,7 @@ pub struct StripeEmulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: JoinHandle<()>,
+    deliveries: JoinHandle<()>,
 }
 
 impl Drop for StripeEmulator {
@@ -291,6 +295,7 @@ impl Drop for StripeEmulator {
         // Aborting the accept loop drops its listener and its JoinSet, which aborts
         // every open connection.
         self.server.abort();
+        self.deliveries.abort();
     }
 }
 
@@ -302,10 +307,12 @@ impl StripeEmulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        let deliveries = tokio::spawn(deliver(Arc::clone(&shared)));
         Ok(StripeEmulator {
             shared,
             addr,
             server,
+            deliveries,
         })
     }
 
@@ -378,6 +385,47 @@ impl StripeEmulator {
         lock(&self.shared.log).clone()
     }
 
+    /// Registers a webhook endpoint in account `account_id` for every event type; answers
+    /// its ID and signing secret (`whsec_…`). `None` for an unknown account.
+    pub fn add_webhook_endpoint(&self, account_id: &str, url: &str) -> Option<(String, String)> {
+        let endpoint = events::Endpoint::new(url.to_owned(), Vec::new());
+        let answer = (endpoint.id.clone(), endpoint.secret.clone());
+        lock(&self.shared.accounts)
+            .get_mut(account_id)?
+            .endpoints
+            .push(endpoint);
+        Some(answer)
+    }
+
+    /// Every event of account `account_id`, oldest first.
+    pub fn events(&self, account_id: &str) -> Vec<Value> {
+        lock(&self.shared.accounts)
+            .get(account_id)
+            .map(|a| a.events.clone())
+            .unwrap_or_default()
+    }
+
+    /// Holds deliveries back until [`StripeEmulator::release_deliveries`].
+    pub fn hold_deliveries(&self) {
+        lock(&self.shared.outbox).held = true;
+    }
+
+    /// Sends what was held: in reverse order and/or each twice, if asked.
+    pub fn release_deliveries(&self, reverse: bool, duplicate: bool) {
+        lock(&self.shared.outbox).release(reverse, duplicate);
+        self.shared.wake.notify_one();
+    }
+
+    /// Every delivery attempt so far, in order.
+    pub fn delivery_attempts(&self) -> Vec<events::DeliveryAttempt> {
+        lock(&self.shared.outbox).attempts.clone()
+    }
+
+    /// Deliveries waiting (held, or due for a retry).
+    pub fn pending_deliveries(&self) -> usize {
+        lock(&self.shared.outbox).queue.len()
+    }
+
     /// Forgets the requests received so far (a test's setup calls are not its own).
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
@@ -436,6 +484,46 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 }
             }
         });
+    }
+}
+
+/// Sends queued deliveries one at a time, in order; a failed one is queued again after a
+/// backoff, up to [`events::MAX_ATTEMPTS`] attempts.
+async fn deliver(shared: Arc<Shared>) {
+    let client = events::http_client();
+    loop {
+        let next = {
+            let mut outbox = lock(&shared.outbox);
+            if outbox.held {
+                None
+            } else {
+                outbox.queue.pop_front()
+            }
+        };
+        let Some(mut delivery) = next else {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            continue;
+        };
+        delivery.attempts += 1;
+        let status = events::send(&client, &delivery).await;
+        lock(&shared.outbox).attempts.push(events::DeliveryAttempt {
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.kind.clone(),
+            url: delivery.url.clone(),
+            status,
+            attempt: delivery.attempts,
+        });
+        if !(200..300).contains(&status) && delivery.attempts < events::MAX_ATTEMPTS {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                tokio::time::sleep(events::backoff(delivery.attempts)).await;
+                lock(&shared.outbox).queue.push_back(delivery);
+                shared.wake.notify_one();
+            });
+        }
     }
 }
 
@@ -597,17 +685,142 @@ fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
         };
     }
     let form = Form::parse(req.query.as_bytes(), &req.body);
+    if let Some(reply) = account_api(account, req, &form) {
+        return reply;
+    }
     let (_, target) = classify(&req.path);
-    let store = &mut account.store;
+    let kind = event_kind(&req.method, target);
+    // A deletion's event carries the object as it was.
+    let before = match (kind, target) {
+        (Some(k), Some((Resource::Customers, Some(id)))) if k.ends_with(".deleted") => {
+            account.store.customer_json(id)
+        }
+        (Some(k), Some((Resource::Products, Some(id)))) if k.ends_with(".deleted") => {
+            account.store.product_json(id)
+        }
+        _ => None,
+    };
+    let (reply, fresh) = run(&mut account.store, req, &form, target);
+    if let Some(kind) = kind.filter(|_| fresh && reply.is_success()) {
+        let object = before.unwrap_or_else(|| reply.body.clone());
+        let event = events::event(kind, object, req.idempotency_key.as_deref());
+        let body = event.to_string();
+        let event_id = event["id"].as_str().unwrap_or_default().to_owned();
+        let mut outbox = lock(&shared.outbox);
+        for endpoint in account.endpoints.iter().filter(|e| e.wants(kind)) {
+            outbox.queue.push_back(events::Delivery {
+                event_id: event_id.clone(),
+                kind: kind.to_owned(),
+                url: endpoint.url.clone(),
+                secret: endpoint.secret.clone(),
+                body: body.clone(),
+                attempts: 0,
+            });
+        }
+        drop(outbox);
+        account.events.push(event);
+        shared.wake.notify_one();
+    }
+    reply
+}
+
+/// The event type of a successful request: `customer.created` for `POST /v1/customers`.
+fn event_kind(method: &str, target: Option<(Resource, Option<&str>)>) -> Option<&'static str> {
+    Some(match (method, target?) {
+        ("POST", (Resource::Customers, None)) => "customer.created",
+        ("POST", (Resource::Customers, Some(_))) => "customer.updated",
+        ("DELETE", (Resource::Customers, Some(_))) => "customer.deleted",
+        ("POST", (Resource::Products, None)) => "product.created",
+        ("POST", (Resource::Products, Some(_))) => "product.updated",
+        ("DELETE", (Resource::Products, Some(_))) => "product.deleted",
+        ("POST", (Resource::Prices, None)) => "price.created",
+        ("POST", (Resource::Prices, Some(_))) => "price.updated",
+        _ => return None,
+    })
+}
+
+/// `/v1/webhook_endpoints` and `/v1/events` of the account; `None` for other paths.
+fn account_api(account: &mut Account, req: &ApiRequest, form: &Form) -> Option<Reply> {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let reply = match (req.method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "webhook_endpoints"]) => {
+            let url = match form.scalar("url") {
+                Ok(Some(url)) if url.starts_with("http://") || url.starts_with("https://") => url,
+                Ok(_) => return Some(ApiError::missing_param("url").into_reply()),
+                Err(err) => return Some(err.into_reply()),
+            };
+            let enabled = match form.list("enabled_events") {
+                Ok(list) => list,
+                Err(err) => return Some(err.into_reply()),
+            };
+            let endpoint = events::Endpoint::new(url, enabled);
+            let answer = endpoint.to_json(true);
+            account.endpoints.push(endpoint);
+            Reply::ok(answer)
+        }
+        ("GET", ["v1", "webhook_endpoints"]) => Reply::ok(json!({
+            "object": "list",
+            "url": "/v1/webhook_endpoints",
+            "has_more": false,
+            "data": account.endpoints.iter().rev().map(|e| e.to_json(false)).collect::<Vec<_>>(),
+        })),
+        ("DELETE", ["v1", "webhook_endpoints", id]) => {
+            let before = account.endpoints.len();
+            account.endpoints.retain(|e| e.id != *id);
+            if account.endpoints.len() == before {
+                ApiError::no_such("webhook_endpoint", id).into_reply()
+            } else {
+                Reply::ok(json!({"id": id, "object": "webhook_endpoint", "deleted": true}))
+            }
+        }
+        ("GET", ["v1", "events"]) => {
+            let limit = form
+                .integer("limit")
+                .ok()
+                .flatten()
+                .unwrap_or(10)
+                .clamp(1, 100) as usize;
+            let kind = form.scalar("type").ok().flatten();
+            let data: Vec<&Value> = account
+                .events
+                .iter()
+                .rev()
+                .filter(|e| kind.as_deref().is_none_or(|k| e["type"] == k))
+                .take(limit + 1)
+                .collect();
+            Reply::ok(json!({
+                "object": "list",
+                "url": "/v1/events",
+                "has_more": data.len() > limit,
+                "data": data.into_iter().take(limit).collect::<Vec<_>>(),
+            }))
+        }
+        ("GET", ["v1", "events", id]) => match account.events.iter().find(|e| e["id"] == *id) {
+            Some(event) => Reply::ok(event.clone()),
+            None => ApiError::no_such("event", id).into_reply(),
+        },
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// Runs one object request, with `Idempotency-Key` replay for POSTs; `true` beside the
+/// reply when it was applied now (not replayed).
+fn run(
+    store: &mut Store,
+    req: &ApiRequest,
+    form: &Form,
+    target: Option<(Resource, Option<&str>)>,
+) -> (Reply, bool) {
     let key = match &req.idempotency_key {
         Some(k) if req.method == "POST" && !k.is_empty() => k.clone(),
-        _ => return store.dispatch(&req.method, &req.path, target, &form),
+        _ => return (store.dispatch(&req.method, &req.path, target, form), true),
     };
     if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return ApiError::invalid(format!(
+        let err = ApiError::invalid(format!(
             "Idempotency-Key header can be at most {MAX_IDEMPOTENCY_KEY_LEN} characters long."
-        ))
-        .into_reply();
+        ));
+        return (err.into_reply(), false);
     }
     let params = form.canonical();
     if let Some(previous) = store.idempotency.get(&key) {
@@ -638,9 +851,9 @@ fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
             }
         };
         reply.headers.push(("idempotency-key", key));
-        return reply;
+        return (reply, false);
     }
-    let mut reply = store.dispatch(&req.method, &req.path, target, &form);
+    let mut reply = store.dispatch(&req.method, &req.path, target, form);
     if reply.is_success() {
         store.idempotency.insert(
             key.clone(),
@@ -654,7 +867,7 @@ fn apply(shared: &Shared, req: &ApiRequest) -> Reply {
         );
     }
     reply.headers.push(("idempotency-key", key));
-    reply
+    (reply, true)
 }
 
 // ---------------------------------------------------------------- HTTP control endpoints
@@ -741,6 +954,55 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
             };
             let keys = lock(&shared.accounts).open(spec.name.as_deref());
             Reply::with_status(201, keys.to_json())
+        }
+        ("POST", "/_emulator/deliveries/hold") => {
+            lock(&shared.outbox).held = true;
+            Reply::ok(json!({"held": true}))
+        }
+        ("POST", "/_emulator/deliveries/release") => {
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Release {
+                #[serde(default)]
+                order: Option<String>,
+                #[serde(default)]
+                duplicate: bool,
+            }
+            let spec: Release = if body.iter().all(u8::is_ascii_whitespace) {
+                Release::default()
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(spec) => spec,
+                    Err(e) => return control_error(400, format!("Invalid release: {e}")),
+                }
+            };
+            let reverse = match spec.order.as_deref() {
+                None | Some("forward") => false,
+                Some("reverse") => true,
+                Some(other) => {
+                    return control_error(
+                        400,
+                        format!("Invalid release: order {other:?} is not forward or reverse"),
+                    );
+                }
+            };
+            let mut outbox = lock(&shared.outbox);
+            let released = outbox.queue.len() * if spec.duplicate { 2 } else { 1 };
+            outbox.release(reverse, spec.duplicate);
+            drop(outbox);
+            shared.wake.notify_one();
+            Reply::ok(json!({"released": released}))
+        }
+        ("GET", "/_emulator/deliveries") => {
+            let outbox = lock(&shared.outbox);
+            Reply::ok(json!({
+                "held": outbox.held,
+                "pending": outbox.queue.len(),
+                "attempts": outbox.attempts.iter().map(|a| json!({
+                    "eventId": a.event_id, "type": a.event_type, "url": a.url,
+                    "status": a.status, "attempt": a.attempt,
+                })).collect::<Vec<_>>(),
+            }))
         }
         ("DELETE", "/_emulator/faults") => Reply::ok(json!({ "cleared": shared.clear_faults() })),
         ("GET", "/_emulator/requests") => {

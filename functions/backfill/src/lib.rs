@@ -1,0 +1,194 @@
+//! A team's backfill from Stripe (`POST /stripe/backfill`): pages through the team's Stripe
+//! customers, products (active and archived) and prices, a hundred at a time, and repairs
+//! our records to match, as a `*.updated` event of each object would (orphans with our
+//! metadata adopted, changed fields applied), counting what it did per object type.
+//!
+//! It works for an account of any size: the job keeps its cursor in DynamoDB and runs in
+//! steps of one page; an invocation runs steps until its time budget is spent and hands the
+//! job on ([`billstack::jobs`]). Each step's save is conditional on the step count it read,
+//! so a redelivered message never runs a page twice. `syncStatus` moves `syncing` → `ready`.
+
+use std::time::{Duration, Instant};
+
+use billstack::App;
+use billstack::clock;
+use billstack::error::ApiError;
+use billstack::ids::IdKind;
+use billstack::jobs::JobMessage;
+use billstack::model::{BackfillJob, JobState, SyncCounts, SyncObject, SyncStatus};
+use serde_json::Value;
+use webhooks::Outcome;
+
+/// Objects per step (Stripe's largest page).
+pub const PAGE: usize = 100;
+/// A running job whose runner has been quiet this long may be started over.
+pub const STALE_SECS: i64 = 15 * 60;
+
+/// What a backfill request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillRequest {
+    pub objects: Vec<SyncObject>,
+    pub created_after: Option<i64>,
+}
+
+/// Starts a backfill of `team_id` (or answers the one running), and hands it on to run.
+pub async fn start(
+    app: &App,
+    team_id: &str,
+    request: &BackfillRequest,
+) -> Result<BackfillJob, ApiError> {
+    if app.store.get_stripe_connection(team_id).await?.is_none() {
+        return Err(billstack::stripe::not_connected(
+            "This team has not connected a Stripe account; connect one before a backfill",
+        ));
+    }
+    let now = clock::now_epoch();
+    let job = BackfillJob {
+        team_id: team_id.to_owned(),
+        job_id: IdKind::Job.generate(),
+        objects: request.objects.clone(),
+        created_after: request.created_after,
+        phase: 0,
+        cursor: None,
+        counts: request
+            .objects
+            .iter()
+            .map(|o| (*o, SyncCounts::default()))
+            .collect(),
+        job_state: JobState::Running,
+        steps: 0,
+        started_at: now,
+        updated_at: now,
+    };
+    if !app.store.put_backfill_job(&job, None, STALE_SECS).await? {
+        // One is running: that is the answer.
+        if let Some(running) = app.store.get_backfill_job(team_id).await? {
+            return Ok(running);
+        }
+        return Err(ApiError::conflict(
+            "backfill_in_progress",
+            "A backfill of this team is starting; retry shortly",
+        ));
+    }
+    app.store
+        .set_sync_status(team_id, SyncStatus::Syncing)
+        .await?;
+    app.jobs
+        .send(&JobMessage {
+            team_id: team_id.to_owned(),
+            job_id: job.job_id.clone(),
+        })
+        .await?;
+    tracing::info!(team_id, job_id = %job.job_id, "backfill started");
+    Ok(job)
+}
+
+/// Runs steps of the job of `message` until it is done or `deadline` is near; `true` when
+/// nothing is left to do (done, replaced by another job, or gone).
+pub async fn run(app: &App, message: &JobMessage, deadline: Instant) -> Result<bool, ApiError> {
+    // A step is one Stripe page and up to a hundred repairs: leave it room to finish.
+    let margin = Duration::from_secs(10);
+    loop {
+        if step(app, message).await? {
+            return Ok(true);
+        }
+        if Instant::now() + margin >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
+/// One page of the job; `true` when nothing is left to do.
+pub async fn step(app: &App, message: &JobMessage) -> Result<bool, ApiError> {
+    let team_id = message.team_id.as_str();
+    let Some(mut job) = app.store.get_backfill_job(team_id).await? else {
+        return Ok(true);
+    };
+    if job.job_id != message.job_id || job.job_state != JobState::Running {
+        return Ok(true);
+    }
+    let Some(&object_type) = job.objects.get(job.phase) else {
+        return finish(app, job).await;
+    };
+    let stripe = app.stripe_for(team_id).await?;
+    let mut params = vec![("limit", PAGE.to_string())];
+    if let Some(cursor) = &job.cursor {
+        params.push(("starting_after", cursor.clone()));
+    }
+    if let Some(after) = job.created_after {
+        params.push(("created[gt]", after.to_string()));
+    }
+    let page = stripe
+        .list_json(&format!("/{}", object_type.as_str()), &params)
+        .await?;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    let mut counts = job.counts.get(&object_type).copied().unwrap_or_default();
+    for object in &data {
+        counts.scanned += 1;
+        match webhooks::reconcile(app, team_id, object_type, object).await? {
+            Outcome::Adopted => counts.created += 1,
+            Outcome::Applied | Outcome::EmailConflict | Outcome::Deleted => counts.updated += 1,
+            Outcome::Unchanged | Outcome::Stale => counts.unchanged += 1,
+            Outcome::Ignored(_) => counts.ignored += 1,
+        }
+    }
+    job.counts.insert(object_type, counts);
+    let has_more = page["has_more"] == Value::Bool(true) && !data.is_empty();
+    if has_more {
+        job.cursor = data
+            .last()
+            .and_then(|o| o["id"].as_str())
+            .map(str::to_owned);
+    } else {
+        job.phase += 1;
+        job.cursor = None;
+    }
+    let read_at = job.steps;
+    job.steps += 1;
+    job.updated_at = clock::now_epoch();
+    if !app
+        .store
+        .put_backfill_job(&job, Some(read_at), STALE_SECS)
+        .await?
+    {
+        // Another runner advanced it (a redelivered message): leave the job to it.
+        return Ok(true);
+    }
+    if job.phase >= job.objects.len() {
+        return finish(app, job).await;
+    }
+    Ok(false)
+}
+
+async fn finish(app: &App, mut job: BackfillJob) -> Result<bool, ApiError> {
+    let read_at = job.steps;
+    job.job_state = JobState::Done;
+    job.steps += 1;
+    job.updated_at = clock::now_epoch();
+    if app
+        .store
+        .put_backfill_job(&job, Some(read_at), STALE_SECS)
+        .await?
+    {
+        app.store
+            .set_sync_status(&job.team_id, SyncStatus::Ready)
+            .await?;
+        tracing::info!(team_id = %job.team_id, job_id = %job.job_id, steps = job.steps, "backfill done");
+    }
+    Ok(true)
+}
+
+/// Runs `message`'s job to its end in this process, `budget` per "invocation", handing it
+/// on to itself between them: the local API's and the tests' job runner.
+pub async fn run_locally(app: &App, message: &JobMessage, budget: Duration) {
+    loop {
+        match run(app, message, Instant::now() + budget).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(team_id = %message.team_id, code = err.code, "backfill step failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
