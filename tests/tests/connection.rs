@@ -336,7 +336,7 @@ async fn bad_connects_are_refused_and_store_nothing() {
             "publishableKey",
         ),
         (
-            json!({"secretKey": account.secret_key, "webhookSecret": "whsec_tooshort"}),
+            json!({"secretKey": account.secret_key, "webhookSecret": "whsec_with space"}),
             "webhookSecret",
         ),
         (
