@@ -371,6 +371,10 @@ pub struct SyncCounts {
     pub unchanged: u64,
     /// Not ours: no project of this team, or no record we could adopt.
     pub ignored: u64,
+    /// Our records whose Stripe object is gone: customers marked deleted, products and
+    /// prices removed.
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,10 +395,17 @@ pub struct BackfillJob {
     pub objects: Vec<SyncObject>,
     /// Only objects Stripe created after this time (Unix seconds).
     pub created_after: Option<i64>,
-    /// Index in `objects` of the kind being read.
+    /// Where the job is: below `objects.len()`, reading that kind from Stripe; from there on,
+    /// checking our own records of kind `objects[phase - objects.len()]` against Stripe.
     pub phase: usize,
-    /// The last object read of that kind (Stripe's `starting_after`).
+    /// The last object read (Stripe's `starting_after`, or our record's ID).
     pub cursor: Option<String>,
+    /// The team's projects, listed when the job first checks our own records.
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
+    /// The project whose records are being checked.
+    #[serde(default)]
+    pub project_index: usize,
     pub counts: std::collections::BTreeMap<SyncObject, SyncCounts>,
     pub job_state: JobState,
     /// Steps run so far; each save is conditional on it, so two runners never both advance.

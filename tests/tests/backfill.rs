@@ -80,6 +80,24 @@ async fn a_backfill_over_thousands_of_objects_runs_in_steps_and_repairs_every_dr
         .await
         .unwrap();
 
+    // Deleted in Stripe's dashboard, still ours here.
+    let doomed_customer = env
+        .create("customers", json!({"email": "doomed@example.com"}))
+        .await;
+    let doomed_product = env.create("products", json!({"name": "Doomed"})).await;
+    stripe_core::customer::DeleteCustomer::new(
+        doomed_customer["stripeCustomerId"].as_str().unwrap(),
+    )
+    .send(&stripe)
+    .await
+    .unwrap();
+    stripe_product::product::DeleteProduct::new(
+        doomed_product["stripeProductId"].as_str().unwrap(),
+    )
+    .send(&stripe)
+    .await
+    .unwrap();
+
     // An orphan product and an orphan price: our create reached Stripe, our writes failed,
     // and so did the undo.
     env.dynamo.fail_next("PutItem", 3);
@@ -214,7 +232,35 @@ async fn a_backfill_over_thousands_of_objects_runs_in_steps_and_repairs_every_dr
     assert_eq!(job["counts"]["prices"]["scanned"], 1004, "{job}");
     assert_eq!(job["counts"]["prices"]["created"], 1, "{job}");
     assert_eq!(job["counts"]["prices"]["updated"], 1, "{job}");
+    assert_eq!(job["counts"]["customers"]["deleted"], 1, "{job}");
+    assert_eq!(job["counts"]["products"]["deleted"], 1, "{job}");
+    assert_eq!(job["counts"]["prices"]["deleted"], 0, "{job}");
 
+    for (resource, record) in [
+        ("customers", &doomed_customer),
+        ("products", &doomed_product),
+    ] {
+        let (code, _) = env
+            .call(
+                Method::GET,
+                &format!("{}/{}", env.path(resource), record["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{resource} deleted in Stripe");
+    }
+    let (code, _) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "doomed@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::CREATED,
+        "the deleted customer's email is free"
+    );
     let got = get(&env, "customers", &customer["id"]).await;
     assert_eq!(got["customer"]["name"], "After");
     assert_eq!(got["customer"]["metadata"], json!({"tier": "gold"}));

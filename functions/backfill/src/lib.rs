@@ -14,8 +14,9 @@ use billstack::App;
 use billstack::clock;
 use billstack::error::ApiError;
 use billstack::ids::IdKind;
+use billstack::input::Page;
 use billstack::jobs::JobMessage;
-use billstack::model::{BackfillJob, JobState, SyncCounts, SyncObject, SyncStatus};
+use billstack::model::{BackfillJob, Customer, JobState, SyncCounts, SyncObject, SyncStatus};
 use serde_json::Value;
 use webhooks::Outcome;
 
@@ -50,6 +51,8 @@ pub async fn start(
         created_after: request.created_after,
         phase: 0,
         cursor: None,
+        projects: None,
+        project_index: 0,
         counts: request
             .objects
             .iter()
@@ -107,10 +110,16 @@ pub async fn step(app: &App, message: &JobMessage) -> Result<bool, ApiError> {
     if job.job_id != message.job_id || job.job_state != JobState::Running {
         return Ok(true);
     }
-    let Some(&object_type) = job.objects.get(job.phase) else {
+    let kinds = job.objects.len();
+    if job.phase >= 2 * kinds {
         return finish(app, job).await;
-    };
+    }
     let stripe = app.stripe_for(team_id).await?;
+    if job.phase >= kinds {
+        check_ours(app, &stripe, &mut job).await?;
+        return save(app, job).await;
+    }
+    let object_type = job.objects[job.phase];
     let mut params = vec![("limit", PAGE.to_string())];
     if let Some(cursor) = &job.cursor {
         params.push(("starting_after", cursor.clone()));
@@ -143,6 +152,12 @@ pub async fn step(app: &App, message: &JobMessage) -> Result<bool, ApiError> {
         job.phase += 1;
         job.cursor = None;
     }
+    save(app, job).await
+}
+
+/// Saves a step's progress (if no other runner advanced the job meanwhile); `true` when
+/// nothing is left to do.
+async fn save(app: &App, mut job: BackfillJob) -> Result<bool, ApiError> {
     let read_at = job.steps;
     job.steps += 1;
     job.updated_at = clock::now_epoch();
@@ -154,10 +169,100 @@ pub async fn step(app: &App, message: &JobMessage) -> Result<bool, ApiError> {
         // Another runner advanced it (a redelivered message): leave the job to it.
         return Ok(true);
     }
-    if job.phase >= job.objects.len() {
+    if job.phase >= 2 * job.objects.len() {
         return finish(app, job).await;
     }
     Ok(false)
+}
+
+/// One page of our own records of the phase's kind, in one project: each whose Stripe
+/// object is gone is marked deleted (a customer) or removed (a product with its prices, a
+/// price). Stripe's lists do not show deleted objects, so only this finds them.
+async fn check_ours(
+    app: &App,
+    stripe: &billstack::stripe::StripeGateway,
+    job: &mut BackfillJob,
+) -> Result<(), ApiError> {
+    let object_type = job.objects[job.phase - job.objects.len()];
+    let store = &app.store;
+    let projects = match &job.projects {
+        Some(projects) => projects.clone(),
+        None => {
+            let all = Page {
+                limit: None,
+                offset: 0,
+                starting_after: None,
+            };
+            let (projects, _) = store.list_projects(&job.team_id, &all).await?;
+            let ids: Vec<String> = projects.into_iter().map(|p| p.id).collect();
+            job.projects = Some(ids.clone());
+            ids
+        }
+    };
+    let Some(project_id) = projects.get(job.project_index) else {
+        job.phase += 1;
+        job.project_index = 0;
+        job.cursor = None;
+        return Ok(());
+    };
+    let page = Page {
+        limit: Some(PAGE as u32),
+        offset: 0,
+        starting_after: job.cursor.clone(),
+    };
+    let mut counts = job.counts.get(&object_type).copied().unwrap_or_default();
+    let (last, has_more) = match object_type {
+        SyncObject::Customers => {
+            let (records, more) = store.list_customers(project_id, &page).await?;
+            for record in &records {
+                let path = format!("/customers/{}", record.stripe_customer_id);
+                if stripe.retrieve_json(&path).await?.is_none() {
+                    let gone = Customer {
+                        deleted_at: Some(clock::now_epoch()),
+                        updated_at: clock::now_epoch().max(record.updated_at),
+                        version: record.version + 1,
+                        ..record.clone()
+                    };
+                    if store.mark_customer_deleted(&gone, record.version).await? {
+                        counts.deleted += 1;
+                    }
+                }
+            }
+            (records.last().map(|r| r.id.clone()), more)
+        }
+        SyncObject::Products => {
+            let (records, more) = store.list_products(project_id, &page, false).await?;
+            for record in &records {
+                let path = format!("/products/{}", record.stripe_product_id);
+                if stripe.retrieve_json(&path).await?.is_none() {
+                    let prices = store.prices_of_product(project_id, &record.id).await?;
+                    store.delete_product_with_prices(record, &prices).await?;
+                    counts.deleted += 1;
+                }
+            }
+            (records.last().map(|r| r.id.clone()), more)
+        }
+        SyncObject::Prices => {
+            let (records, more) = store.list_prices(project_id, &page, false, None).await?;
+            for record in &records {
+                let path = format!("/prices/{}", record.stripe_price_id);
+                if stripe.retrieve_json(&path).await?.is_none()
+                    && store.delete_price(record).await?
+                {
+                    counts.deleted += 1;
+                }
+            }
+            (records.last().map(|r| r.id.clone()), more)
+        }
+    };
+    job.counts.insert(object_type, counts);
+    if has_more && last.is_some() {
+        job.cursor = last;
+    } else {
+        job.project_index += 1;
+        job.cursor = None;
+    }
+    Ok(())
 }
 
 async fn finish(app: &App, mut job: BackfillJob) -> Result<bool, ApiError> {
