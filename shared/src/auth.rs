@@ -568,7 +568,9 @@ impl Authenticator {
         }
     }
 
-    async fn ensure_project(
+    /// Whether `project_id` is a project of `team_id` (404 `Project not found` if not),
+    /// remembered for the cache's TTL like a key.
+    pub async fn ensure_project(
         &self,
         store: &Store,
         team_id: &str,

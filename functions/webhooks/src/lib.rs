@@ -8,8 +8,8 @@
 //! `stripeSyncedAt`, the Stripe-side time of the state it reflects (our own write's time, or
 //! the `created` time of the last event applied): an older event is ignored, a newer one
 //! applied, and on a tie (one second, two changes) the object is fetched from Stripe and its
-//! current state applied. An event whose handling fails is answered 5xx (its ID released)
-//! so that Stripe delivers it again.
+//! current state applied. An event whose handling fails is answered 5xx (its record taken
+//! back) so that Stripe delivers it again; one that dies half way stays recorded (README).
 
 pub mod signature;
 
@@ -22,7 +22,7 @@ use billstack::http::{ApiResponse, WebhookRequest};
 use billstack::ids::IdKind;
 use billstack::input::{Metadata, RESERVED_METADATA_KEYS, normalize_email};
 use billstack::model::{Customer, Interval, Price, PriceType, Product, SyncObject};
-use billstack::store::{EmailReservation, IdempotencyClaim, IdempotencyScope};
+use billstack::store::EmailReservation;
 use billstack::stripe::StripeGateway;
 use http::StatusCode;
 use serde::Deserialize;
@@ -122,24 +122,15 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
         ));
     }
 
-    let scope = IdempotencyScope::StripeEvents(team_id);
-    match app
+    // One conditional write records the event; a redelivery stops here.
+    if !app
         .store
-        .claim_idempotency_key(scope, &event.id, "", now)
+        .record_stripe_event(team_id, &event.id, now)
         .await?
     {
-        IdempotencyClaim::Claimed => {}
-        IdempotencyClaim::Replay { .. } => {
-            return Ok(ApiResponse::ok(
-                json!({"received": true, "duplicate": true}),
-            ));
-        }
-        IdempotencyClaim::InProgress | IdempotencyClaim::Mismatch => {
-            return Err(ApiError::conflict(
-                "event_in_progress",
-                "This event is being handled by another delivery; Stripe will deliver it again",
-            ));
-        }
+        return Ok(ApiResponse::ok(
+            json!({"received": true, "duplicate": true}),
+        ));
     }
     match apply(app, team_id, &event, true).await {
         Ok(outcome) => {
@@ -151,13 +142,11 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
                 outcome = %body["outcome"].as_str().unwrap_or(""),
                 "stripe event"
             );
-            app.store
-                .complete_idempotency_key(scope, &event.id, 200, &body.to_string())
-                .await?;
             Ok(ApiResponse::ok(body))
         }
         Err(err) => {
-            app.store.release_idempotency_key(scope, &event.id).await;
+            // Taken back, so that Stripe's retry of this event applies it.
+            app.store.forget_stripe_event(team_id, &event.id).await;
             Err(err)
         }
     }
@@ -243,12 +232,20 @@ async fn owner(
     ) else {
         return Ok(None);
     };
-    if !IdKind::Project.matches(project_id) || !kind.matches(record_id) {
+    if !kind.matches(record_id) {
         return Ok(None);
     }
-    // Another team's project ID in the metadata is never applied here.
-    let project = app.store.get_team_project(team_id, project_id).await?;
-    Ok(project.map(|p| (p.id, record_id.to_owned())))
+    // Another team's project ID in the metadata is never applied here. (Remembered for the
+    // auth cache's TTL, as for API requests.)
+    match app
+        .auth
+        .ensure_project(&app.store, team_id, project_id)
+        .await
+    {
+        Ok(()) => Ok(Some((project_id.to_owned(), record_id.to_owned()))),
+        Err(err) if err.status == StatusCode::NOT_FOUND => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Metadata as clients see it: ours taken out.

@@ -135,6 +135,55 @@ impl Store {
         }
     }
 
+    /// Records that the team's Stripe event `event_id` is being applied: `true` the first
+    /// time, `false` when it was recorded before (a redelivery). One conditional write: the
+    /// record says "seen" from the start, and [`Store::forget_stripe_event`] takes it back
+    /// when applying fails, so that Stripe's retry applies it.
+    pub async fn record_stripe_event(
+        &self,
+        team_id: &str,
+        event_id: &str,
+        now: i64,
+    ) -> Result<bool, ApiError> {
+        let (pk, sk) = key(IdempotencyScope::StripeEvents(team_id), event_id);
+        let item: Item = [
+            (keys::PK.to_owned(), s(pk)),
+            (keys::SK.to_owned(), s(sk)),
+            (keys::ENTITY.to_owned(), s("stripe_event")),
+            ("receivedAt".to_owned(), n(now)),
+            ("ttl".to_owned(), n(now + EVENT_KEEP_SECS)),
+        ]
+        .into();
+        super::applied(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await,
+        )
+    }
+
+    /// Takes back [`Store::record_stripe_event`] (applying failed).
+    pub async fn forget_stripe_event(&self, team_id: &str, event_id: &str) {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key(
+                IdempotencyScope::StripeEvents(team_id),
+                event_id,
+            ))))
+            .send()
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err), "could not forget a Stripe event; its retry will be taken for a duplicate");
+        }
+    }
+
     /// Keeps the answer to replay for the key's lifetime.
     pub async fn complete_idempotency_key(
         &self,

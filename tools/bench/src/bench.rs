@@ -103,6 +103,11 @@ impl<'a> Bench<'a> {
     fn event(&mut self, step: &Step, vars: &mut Vars) -> Result<Bytes, String> {
         self.next_n += 1;
         vars.insert("n".to_owned(), self.next_n.to_string());
+        // A Stripe event's time, newer with every invocation (and than any write of ours).
+        vars.insert(
+            "event_created".to_owned(),
+            (4_102_444_800 + self.next_n).to_string(),
+        );
         let request = step.request(vars, &self.stack.credentials)?;
         Ok(Bytes::from(
             apigw_v2_event(&request, self.next_n).to_string(),

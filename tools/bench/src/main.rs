@@ -193,6 +193,7 @@ fn hello_kind() -> Kind {
             expect: 200,
             capture: Default::default(),
             session: false,
+            stripe_event: false,
         },
         raw_get_item: None,
         cold: true,

@@ -53,6 +53,10 @@ pub struct Step {
     /// Sent with the seeded owner's session token instead of the API key.
     #[serde(default)]
     pub session: bool,
+    /// A Stripe event delivery: no key, the body signed with the team's webhook secret
+    /// (`Stripe-Signature`), as Stripe sends it.
+    #[serde(default)]
+    pub stripe_event: bool,
 }
 
 /// What a request can authenticate with.
@@ -60,6 +64,8 @@ pub struct Step {
 pub struct Credentials {
     pub api_key: String,
     pub session_token: String,
+    /// The team's webhook signing secret (`whsec_…`).
+    pub webhook_secret: String,
 }
 
 /// A kind of warm invocation, measured `--invocations` times.
@@ -131,6 +137,14 @@ pub fn fill(template: &str, vars: &Vars) -> Result<String, String> {
 /// [`fill`] on every string inside a JSON value (keys included).
 pub fn fill_json(value: &Value, vars: &Vars) -> Result<Value, String> {
     Ok(match value {
+        // `"#{name}"`: the variable as a JSON number (a Stripe event's `created`).
+        Value::String(s) if s.starts_with("#{") && s.ends_with('}') => {
+            let filled = fill(&s[1..], vars)?;
+            let number: i64 = filled
+                .parse()
+                .map_err(|_| format!("{s:?} is not a number once filled ({filled:?})"))?;
+            Value::from(number)
+        }
         Value::String(s) => Value::String(fill(s, vars)?),
         Value::Array(items) => Value::Array(
             items
@@ -155,6 +169,8 @@ pub struct HttpRequest {
     pub query: String,
     pub body: Option<String>,
     pub authorization: Option<String>,
+    /// `Stripe-Signature`, for a Stripe event delivery.
+    pub stripe_signature: Option<String>,
 }
 
 impl Step {
@@ -164,7 +180,21 @@ impl Step {
         } else {
             &credentials.api_key
         };
+        let body = self
+            .body
+            .as_ref()
+            .map(|b| fill_json(b, vars).map(|v| v.to_string()))
+            .transpose()?;
+        let now = billstack::clock::now_epoch();
+        let stripe_signature = self.stripe_event.then(|| {
+            webhooks::signature::sign(
+                body.as_deref().unwrap_or_default().as_bytes(),
+                &credentials.webhook_secret,
+                now,
+            )
+        });
         Ok(HttpRequest {
+            stripe_signature,
             method: self.method.to_ascii_uppercase(),
             path: fill(&self.path, vars)?,
             query: self
@@ -173,12 +203,8 @@ impl Step {
                 .map(|q| fill(q, vars))
                 .transpose()?
                 .unwrap_or_default(),
-            body: self
-                .body
-                .as_ref()
-                .map(|b| fill_json(b, vars).map(|v| v.to_string()))
-                .transpose()?,
-            authorization: Some(format!("Bearer {bearer}")),
+            body,
+            authorization: (!self.stripe_event).then(|| format!("Bearer {bearer}")),
         })
     }
 }
@@ -199,6 +225,9 @@ pub fn apigw_v2_event(request: &HttpRequest, n: u64) -> Value {
     headers.insert("x-forwarded-proto".into(), json!("https"));
     if let Some(auth) = &request.authorization {
         headers.insert("authorization".into(), json!(auth));
+    }
+    if let Some(signature) = &request.stripe_signature {
+        headers.insert("stripe-signature".into(), json!(signature));
     }
     if let Some(body) = &request.body {
         headers.insert("content-type".into(), json!("application/json"));
@@ -327,6 +356,7 @@ mod tests {
             expect: 201,
             capture: BTreeMap::new(),
             session: false,
+            stripe_event: false,
         };
         let v = vars(&[("team", "t1"), ("project", "p1"), ("n", "3")]);
         let request = step
@@ -335,6 +365,7 @@ mod tests {
                 &Credentials {
                     api_key: "bs_key".into(),
                     session_token: "a.b.c".into(),
+                    webhook_secret: "whsec_x".into(),
                 },
             )
             .unwrap();
@@ -349,6 +380,41 @@ mod tests {
         assert_eq!(parsed.headers()["authorization"], "Bearer bs_key");
         assert_eq!(parsed.body().as_ref(), br#"{"email":"a3@b.co"}"#);
         assert_eq!(parsed.query_string_parameters().first("limit"), Some("5"));
+    }
+
+    #[test]
+    fn a_stripe_event_is_signed_and_carries_no_key() {
+        let step = Step {
+            method: "POST".into(),
+            path: "/api/webhooks/stripe/{team}".into(),
+            query: None,
+            body: Some(json!({"id": "evt_{n}", "created": "#{n}"})),
+            expect: 200,
+            capture: BTreeMap::new(),
+            session: false,
+            stripe_event: true,
+        };
+        let credentials = Credentials {
+            api_key: "bs_key".into(),
+            session_token: "a.b.c".into(),
+            webhook_secret: "whsec_bench_secret".into(),
+        };
+        let request = step
+            .request(&vars(&[("team", "t1"), ("n", "42")]), &credentials)
+            .unwrap();
+        let body = request.body.clone().unwrap();
+        assert_eq!(body, r#"{"created":42,"id":"evt_42"}"#);
+        assert_eq!(request.authorization, None);
+        let signature = request.stripe_signature.unwrap();
+        assert!(
+            webhooks::signature::verify(
+                Some(&signature),
+                body.as_bytes(),
+                "whsec_bench_secret",
+                billstack::clock::now_epoch()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -367,6 +433,7 @@ mod tests {
                 ("version".to_owned(), "/customer/version".to_owned()),
             ]),
             session: false,
+            stripe_event: false,
         };
         let mut v = Vars::new();
         step.check(&response, &mut v).unwrap();

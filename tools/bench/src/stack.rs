@@ -19,6 +19,8 @@ use crate::spec::{Credentials, Vars};
 use crate::stats::Calls;
 
 pub const TABLE: &str = "billstack-bench";
+/// The bench team's webhook signing secret.
+const WEBHOOK_SECRET: &str = "whsec_billstackBenchSigningSecret00000000";
 /// The KMS key teams' Stripe keys are encrypted under.
 const KMS_KEY: &str = "alias/billstack-bench";
 const JVM_WARM_UP_CALLS: usize = 1000;
@@ -140,7 +142,7 @@ impl Stack {
         let keys = connection::Connect::from_keys(
             stripe_emulator::DEFAULT_SECRET_KEY.to_owned(),
             None,
-            None,
+            Some(WEBHOOK_SECRET.to_owned()),
         )
         .map_err(|e| e.to_string())?;
         connection::connect_team(&app, &team.id, &keys)
@@ -159,6 +161,7 @@ impl Stack {
             credentials: Credentials {
                 api_key: secret.expose().to_owned(),
                 session_token,
+                webhook_secret: WEBHOOK_SECRET.to_owned(),
             },
             issuer,
             _dynamodb: dynamodb,
