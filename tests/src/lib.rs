@@ -148,10 +148,12 @@ impl TestEnv {
 
     /// With the warm-container auth cache as deployed.
     pub async fn with_auth_cache(ttl: Duration) -> Self {
-        // Logs show up beside a failing test's output.
+        // Logs show up beside a failing test's output (`RUST_LOG` widens them, e.g. to grep a
+        // whole run's logs for secrets).
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,billstack=info".to_owned());
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("warn,billstack=info")
+            .with_env_filter(filter.as_str())
             .try_init();
         let store = store().await;
         kms().await;
