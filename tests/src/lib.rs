@@ -178,32 +178,12 @@ impl TestEnv {
         let app = Arc::new(app);
         // No time budget: every "invocation" runs one step, so jobs run over many.
         billstack_local::spawn_job_runner(app.clone(), job_queue, Duration::ZERO);
-        let team = admin::create_team(&store, "Test team").await.expect("team");
-        let project = admin::create_project(&store, &team.id, "Test project")
-            .await
-            .expect("project");
-        let (_, secret) = admin::create_api_key(
-            &store,
-            &team.id,
-            &NewApiKey {
-                name: "full".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("key");
-        let owner = format!("owner_of_{}", team.id);
-        admin::add_member(
-            &store,
-            &team.id,
-            &NewMember {
-                user_id: owner.clone(),
-                role: Role::Owner,
-                email: None,
-            },
-        )
-        .await
-        .expect("owner");
+        let Seeded {
+            team,
+            project,
+            key,
+            owner,
+        } = seed_team(&store, "Test team").await;
         connect_stripe(&app, &team.id, stripe_emulator::DEFAULT_SECRET_KEY).await;
         // The connection's check of the key is setup, not the test's own Stripe traffic.
         stripe.clear_requests();
@@ -214,7 +194,7 @@ impl TestEnv {
             dynamo,
             team,
             project,
-            key: secret.expose().to_owned(),
+            key,
             issuer,
             owner,
         }
@@ -339,6 +319,52 @@ impl TestEnv {
             .body(body.map_or(Body::Empty, Body::Text))
             .expect("request");
         send_full(&self.app, request).await
+    }
+}
+
+/// A team seeded straight into the table: one project, a full-access key, an owner.
+pub struct Seeded {
+    pub team: Team,
+    pub project: Project,
+    /// The full-access key's raw secret.
+    pub key: String,
+    /// The owner's user ID (`owner_of_<team>`).
+    pub owner: String,
+}
+
+/// Seeds a team named `name` with a project, a full-access key and an owner.
+pub async fn seed_team(store: &Store, name: &str) -> Seeded {
+    let team = admin::create_team(store, name).await.expect("team");
+    let project = admin::create_project(store, &team.id, "Test project")
+        .await
+        .expect("project");
+    let (_, secret) = admin::create_api_key(
+        store,
+        &team.id,
+        &NewApiKey {
+            name: "full".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("key");
+    let owner = format!("owner_of_{}", team.id);
+    admin::add_member(
+        store,
+        &team.id,
+        &NewMember {
+            user_id: owner.clone(),
+            role: Role::Owner,
+            email: None,
+        },
+    )
+    .await
+    .expect("owner");
+    Seeded {
+        team,
+        project,
+        key: secret.expose().to_owned(),
+        owner,
     }
 }
 

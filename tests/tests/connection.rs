@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use billstack::admin::{self, NewApiKey, NewMember};
 use billstack::model::{Project, Role, Team};
 use billstack_tests::TestEnv;
 use http::{Method, StatusCode};
@@ -25,37 +24,12 @@ struct OtherTeam {
 }
 
 async fn other_team(env: &TestEnv, name: &str) -> OtherTeam {
-    let team = admin::create_team(&env.store, name).await.unwrap();
-    let project = admin::create_project(&env.store, &team.id, "Its project")
-        .await
-        .unwrap();
-    let (_, secret) = admin::create_api_key(
-        &env.store,
-        &team.id,
-        &NewApiKey {
-            name: "full".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let owner = format!("owner_of_{}", team.id);
-    admin::add_member(
-        &env.store,
-        &team.id,
-        &NewMember {
-            user_id: owner.clone(),
-            role: Role::Owner,
-            email: None,
-        },
-    )
-    .await
-    .unwrap();
+    let seeded = billstack_tests::seed_team(&env.store, name).await;
     OtherTeam {
-        owner_token: env.token(&owner),
-        team,
-        project,
-        key: secret.expose().to_owned(),
+        owner_token: env.token(&seeded.owner),
+        team: seeded.team,
+        project: seeded.project,
+        key: seeded.key,
     }
 }
 

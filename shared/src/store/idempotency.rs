@@ -31,32 +31,21 @@ pub enum IdempotencyClaim {
 pub const EVENT_KEEP_SECS: i64 = 30 * 24 * 3600;
 
 /// Whose keys a key is unique among: a project's (its creates), a team's (its members,
-/// projects), a user's (the teams they create), or a team's Stripe events (their IDs).
+/// projects), or a user's (the teams they create).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyScope<'a> {
     Project(&'a str),
     Team(&'a str),
     User(&'a str),
-    StripeEvents(&'a str),
-}
-
-impl IdempotencyScope<'_> {
-    fn keep_secs(self) -> i64 {
-        match self {
-            IdempotencyScope::StripeEvents(_) => EVENT_KEEP_SECS,
-            _ => KEEP_SECS,
-        }
-    }
 }
 
 fn key(scope: IdempotencyScope<'_>, idempotency_key: &str) -> (String, String) {
-    let (partition, prefix) = match scope {
-        IdempotencyScope::Project(id) => (keys::project_partition(id), "IDEMPOTENCY#"),
-        IdempotencyScope::Team(id) => (keys::team_index(id), "IDEMPOTENCY#"),
-        IdempotencyScope::User(id) => (keys::user_index(id), "IDEMPOTENCY#"),
-        IdempotencyScope::StripeEvents(id) => (keys::team_index(id), "EVENT#"),
+    let partition = match scope {
+        IdempotencyScope::Project(id) => keys::project_partition(id),
+        IdempotencyScope::Team(id) => keys::team_index(id),
+        IdempotencyScope::User(id) => keys::user_index(id),
     };
-    (partition, format!("{prefix}{idempotency_key}"))
+    (partition, format!("IDEMPOTENCY#{idempotency_key}"))
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -87,7 +76,7 @@ impl Store {
             ("state".to_owned(), s("pending")),
             ("fingerprint".to_owned(), s(fingerprint)),
             ("claimedAt".to_owned(), n(now)),
-            ("ttl".to_owned(), n(now + scope.keep_secs())),
+            ("ttl".to_owned(), n(now + KEEP_SECS)),
         ]
         .into();
         let result = self
@@ -145,7 +134,7 @@ impl Store {
         event_id: &str,
         now: i64,
     ) -> Result<bool, ApiError> {
-        let (pk, sk) = key(IdempotencyScope::StripeEvents(team_id), event_id);
+        let (pk, sk) = keys::stripe_event(team_id, event_id);
         let item: Item = [
             (keys::PK.to_owned(), s(pk)),
             (keys::SK.to_owned(), s(sk)),
@@ -173,10 +162,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(key(
-                IdempotencyScope::StripeEvents(team_id),
-                event_id,
-            ))))
+            .set_key(Some(key_item(keys::stripe_event(team_id, event_id))))
             .send()
             .await;
         if let Err(err) = result {

@@ -82,6 +82,11 @@ pub fn stripe_connection(team_id: &str) -> (String, String) {
     (team_index(team_id), "STRIPE".to_owned())
 }
 
+/// A Stripe event the team's webhook received.
+pub fn stripe_event(team_id: &str, event_id: &str) -> (String, String) {
+    (team_index(team_id), format!("EVENT#{event_id}"))
+}
+
 /// A team's backfill job.
 pub fn backfill_job(team_id: &str) -> (String, String) {
     (team_index(team_id), "BACKFILL".to_owned())
