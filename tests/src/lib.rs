@@ -240,6 +240,25 @@ impl TestEnv {
             .expect("project")
     }
 
+    /// Leaves an orphan in Stripe: a create of `resource` ("products" or "prices") with
+    /// `body` reaches Stripe, our write of it fails and so does the undo in Stripe (a
+    /// product's delete, a price's deactivation), so the object stays there, carrying our
+    /// metadata, with no record. The client sees 503.
+    pub async fn plant_orphan(&self, resource: &str, body: Value) {
+        let (write, undo) = match resource {
+            "products" => ("PutItem", "DELETE /v1/products/:id"),
+            "prices" => ("TransactWriteItems", "POST /v1/prices/:id"),
+            other => panic!("no orphans of {other}"),
+        };
+        self.dynamo.fail_next(write, 3);
+        self.stripe
+            .inject_fault(Fault::new(undo, 500).with_times(2));
+        let (status, answer) = self
+            .call(Method::POST, &self.path(resource), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    }
+
     pub fn path(&self, resource: &str) -> String {
         project_path(&self.team.id, &self.project.id, resource)
     }

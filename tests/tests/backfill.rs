@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use billstack_tests::{Fault, FaultTiming, TestEnv};
+use billstack_tests::TestEnv;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use stripe_core::customer::{CreateCustomer, UpdateCustomer};
@@ -100,32 +100,14 @@ async fn a_backfill_over_thousands_of_objects_runs_in_steps_and_repairs_every_dr
 
     // An orphan product and an orphan price: our create reached Stripe, our writes failed,
     // and so did the undo.
-    env.dynamo.fail_next("PutItem", 3);
-    env.stripe
-        .inject_fault(Fault::new("DELETE /v1/products/:id", 500).with_times(2));
-    let (code, _) = env
-        .call(
-            Method::POST,
-            &env.path("products"),
-            Some(json!({"name": "Orphan"})),
-        )
+    env.plant_orphan("products", json!({"name": "Orphan"}))
         .await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     let live = env.create("products", json!({"name": "Live"})).await;
-    env.dynamo.fail_next("TransactWriteItems", 3);
-    env.stripe.inject_fault(
-        Fault::new("POST /v1/prices/:id", 500)
-            .with_times(2)
-            .with_timing(FaultTiming::BeforeApply),
-    );
-    let (code, _) = env
-        .call(
-            Method::POST,
-            &env.path("prices"),
-            Some(json!({"productId": live["id"], "unitAmount": 300, "currency": "eur", "interval": "year"})),
-        )
-        .await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    env.plant_orphan(
+        "prices",
+        json!({"productId": live["id"], "unitAmount": 300, "currency": "eur", "interval": "year"}),
+    )
+    .await;
 
     // The rest of the account: objects no project of ours owns.
     let mut tasks = tokio::task::JoinSet::new();

@@ -16,7 +16,7 @@ use billstack::error::ApiError;
 use billstack::ids::IdKind;
 use billstack::input::Page;
 use billstack::jobs::JobMessage;
-use billstack::model::{BackfillJob, Customer, JobState, SyncCounts, SyncObject, SyncStatus};
+use billstack::model::{BackfillJob, JobState, SyncCounts, SyncObject, SyncStatus};
 use serde_json::Value;
 use webhooks::Outcome;
 
@@ -216,16 +216,12 @@ async fn check_ours(
             let (records, more) = store.list_customers(project_id, &page).await?;
             for record in &records {
                 let path = format!("/customers/{}", record.stripe_customer_id);
-                if stripe.retrieve_json(&path).await?.is_none() {
-                    let gone = Customer {
-                        deleted_at: Some(clock::now_epoch()),
-                        updated_at: clock::now_epoch().max(record.updated_at),
-                        version: record.version + 1,
-                        ..record.clone()
-                    };
-                    if store.mark_customer_deleted(&gone, record.version).await? {
-                        counts.deleted += 1;
-                    }
+                if stripe.retrieve_json(&path).await?.is_none()
+                    && store
+                        .mark_customer_deleted(record, clock::now_epoch())
+                        .await?
+                {
+                    counts.deleted += 1;
                 }
             }
             (records.last().map(|r| r.id.clone()), more)

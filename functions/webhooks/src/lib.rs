@@ -21,7 +21,7 @@ use billstack::error::ApiError;
 use billstack::http::{ApiResponse, WebhookRequest};
 use billstack::ids::IdKind;
 use billstack::input::{Metadata, RESERVED_METADATA_KEYS, normalize_email};
-use billstack::model::{Customer, Interval, Price, PriceType, Product, SyncObject};
+use billstack::model::{Interval, Price, PriceType, Product, SyncObject};
 use billstack::store::EmailReservation;
 use billstack::stripe::StripeGateway;
 use http::StatusCode;
@@ -314,14 +314,10 @@ impl Target<'_> {
         }
         if deleted {
             // Nothing follows a deletion in Stripe: it applies whatever came before it.
-            let gone = Customer {
-                deleted_at: Some(self.event.created),
-                stripe_synced_at: self.event.created.max(current.stripe_synced_at),
-                updated_at: clock::now_epoch().max(current.updated_at),
-                version: current.version + 1,
-                ..current.clone()
-            };
-            return if store.mark_customer_deleted(&gone, current.version).await? {
+            return if store
+                .mark_customer_deleted(&current, self.event.created)
+                .await?
+            {
                 Ok(Outcome::Deleted)
             } else {
                 Err(changed_meanwhile())
@@ -379,13 +375,16 @@ impl Target<'_> {
     async fn product(&self, action: &str) -> Result<Outcome, ApiError> {
         let store = &self.app.store;
         let current = store.get_product(self.project_id, self.record_id).await?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.stripe_product_id != self.stripe_id())
+        {
+            return Ok(Outcome::Ignored("another Stripe product than the record's"));
+        }
         let path = format!("/products/{}", self.stripe_id());
         match (action, current) {
             ("deleted", None) => Ok(Outcome::Ignored("no such product")),
             ("deleted", Some(current)) => {
-                if current.stripe_product_id != self.stripe_id() {
-                    return Ok(Outcome::Ignored("another Stripe product than the record's"));
-                }
                 let prices = store
                     .prices_of_product(self.project_id, &current.id)
                     .await?;
@@ -422,9 +421,6 @@ impl Target<'_> {
                 }
             }
             (_, Some(current)) => {
-                if current.stripe_product_id != self.stripe_id() {
-                    return Ok(Outcome::Ignored("another Stripe product than the record's"));
-                }
                 let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
                     return Ok(Outcome::Stale);
                 };
@@ -454,21 +450,21 @@ impl Target<'_> {
     async fn price(&self, action: &str) -> Result<Outcome, ApiError> {
         let store = &self.app.store;
         let current = store.get_price(self.project_id, self.record_id).await?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.stripe_price_id != self.stripe_id())
+        {
+            return Ok(Outcome::Ignored("another Stripe price than the record's"));
+        }
         let path = format!("/prices/{}", self.stripe_id());
         match (action, current) {
             ("deleted", None) => Ok(Outcome::Ignored("no such price")),
             ("deleted", Some(current)) => {
-                if current.stripe_price_id != self.stripe_id() {
-                    return Ok(Outcome::Ignored("another Stripe price than the record's"));
-                }
                 store.delete_price(&current).await?;
                 Ok(Outcome::Deleted)
             }
             (_, None) => self.adopt_price(&path).await,
             (_, Some(current)) => {
-                if current.stripe_price_id != self.stripe_id() {
-                    return Ok(Outcome::Ignored("another Stripe price than the record's"));
-                }
                 let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
                     return Ok(Outcome::Stale);
                 };

@@ -253,14 +253,22 @@ impl Store {
         }
     }
 
-    /// Moves a customer Stripe deleted out of reads and lists (kept under
-    /// [`keys::DELETED_CUSTOMER`], with its `deletedAt`) and frees its email, if the stored
-    /// version is still `expected_version`; `false` if it changed or vanished meanwhile.
+    /// Moves `current`, which Stripe deleted at `deleted_at`, out of reads and lists (kept
+    /// under [`keys::DELETED_CUSTOMER`], with its `deletedAt`) and frees its email, if the
+    /// stored version is still the one read; `false` if it changed or vanished meanwhile.
     pub async fn mark_customer_deleted(
         &self,
-        deleted: &Customer,
-        expected_version: u64,
+        current: &Customer,
+        deleted_at: i64,
     ) -> Result<bool, ApiError> {
+        let expected_version = current.version;
+        let deleted = &Customer {
+            deleted_at: Some(deleted_at),
+            stripe_synced_at: deleted_at.max(current.stripe_synced_at),
+            updated_at: crate::clock::now_epoch().max(current.updated_at),
+            version: current.version + 1,
+            ..current.clone()
+        };
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(keys::object(

@@ -143,17 +143,13 @@ impl StripeAccounts {
 
     /// The gateway for a connection record, decrypting its key unless a warm one is kept.
     pub async fn gateway(&self, record: &StripeConnection) -> Result<StripeGateway, ApiError> {
-        let digest: [u8; 32] = Sha256::digest(record.secret_key_ciphertext.as_bytes()).into();
-        let cache_key = (record.team_id.clone(), digest);
-        if let Some(gateway) = self.gateways.get(&cache_key) {
-            return Ok(gateway);
-        }
-        let secret = self
-            .decrypt(&record.team_id, &record.secret_key_ciphertext)
-            .await?;
-        let gateway = StripeGateway::new(&self.http, &secret)?;
-        self.gateways.insert(cache_key, gateway.clone());
-        Ok(gateway)
+        self.decrypted(
+            &self.gateways,
+            &record.team_id,
+            &record.secret_key_ciphertext,
+            |secret| StripeGateway::new(&self.http, &secret),
+        )
+        .await
     }
 
     /// The team's webhook signing secret, decrypted (and kept like a key); `None` if the
@@ -165,14 +161,30 @@ impl StripeAccounts {
         let Some(ciphertext) = &record.webhook_secret_ciphertext else {
             return Ok(None);
         };
-        let digest: [u8; 32] = Sha256::digest(ciphertext.as_bytes()).into();
-        let cache_key = (record.team_id.clone(), digest);
-        if let Some(secret) = self.webhook_secrets.get(&cache_key) {
-            return Ok(Some(secret));
+        self.decrypted(&self.webhook_secrets, &record.team_id, ciphertext, Ok)
+            .await
+            .map(Some)
+    }
+
+    /// What `build` makes of a team's decrypted secret, kept in `cache` per ciphertext, so
+    /// a warm container decrypts each ciphertext once per key TTL.
+    async fn decrypted<T: Clone>(
+        &self,
+        cache: &TtlCache<(String, [u8; 32]), T>,
+        team_id: &str,
+        ciphertext: &str,
+        build: impl FnOnce(Secret) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let cache_key = (
+            team_id.to_owned(),
+            Sha256::digest(ciphertext.as_bytes()).into(),
+        );
+        if let Some(value) = cache.get(&cache_key) {
+            return Ok(value);
         }
-        let secret = self.decrypt(&record.team_id, ciphertext).await?;
-        self.webhook_secrets.insert(cache_key, secret.clone());
-        Ok(Some(secret))
+        let value = build(self.decrypt(team_id, ciphertext).await?)?;
+        cache.insert(cache_key, value.clone());
+        Ok(value)
     }
 
     /// Decrypts one of the team's stored secrets (base64 ciphertext).
