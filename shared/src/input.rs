@@ -275,6 +275,16 @@ pub fn unwanted_stripe_keys(
         .collect()
 }
 
+/// The longest email address mail allows (RFC 5321's path limit less its brackets).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+fn too_long_email() -> ApiError {
+    ApiError::invalid(
+        "email",
+        format!("email is longer than {MAX_EMAIL_LEN} characters"),
+    )
+}
+
 /// One form per mailbox: the address trimmed, in Unicode compatibility form (NFKC, so a
 /// full-width `ｊａｎｅ＠ｅｘａｍｐｌｅ.com` is `jane@example.com`), lowercased, and its domain in
 /// its ASCII (IDNA, UTS #46) form, so `bücher.de` and `xn--bcher-kva.de` are one domain.
@@ -282,6 +292,11 @@ pub fn unwanted_stripe_keys(
 /// digits and hyphens, within the lengths mail allows.
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     use unicode_normalization::UnicodeNormalization;
+    // As given, before any folding: what a client's own length check (and the OpenAPI
+    // document's maxLength) counts.
+    if raw.chars().count() > MAX_EMAIL_LEN {
+        return Err(too_long_email());
+    }
     let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     let invalid = || {
         ApiError::invalid(
@@ -299,11 +314,8 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     if email.is_empty() {
         return Err(ApiError::invalid("email", "email must not be empty"));
     }
-    if email.len() > 254 {
-        return Err(ApiError::invalid(
-            "email",
-            "email is longer than 254 characters",
-        ));
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(too_long_email());
     }
     let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
     let local_ok = !local.is_empty()
@@ -333,7 +345,8 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-/// A display text: trimmed, non-empty, at most `max` characters.
+/// A display text: at most `max` characters as given, non-empty once trimmed, and stored
+/// trimmed.
 pub fn text(param: &str, raw: &str, max: usize) -> Result<String, ApiError> {
     let value = raw.trim();
     if value.is_empty() {
@@ -342,7 +355,7 @@ pub fn text(param: &str, raw: &str, max: usize) -> Result<String, ApiError> {
             format!("{param} must not be empty"),
         ));
     }
-    if value.chars().count() > max {
+    if raw.chars().count() > max {
         return Err(ApiError::invalid(
             param,
             format!("{param} is longer than {max} characters"),

@@ -125,6 +125,14 @@ pub const STRIPE_OPERATIONS: [(&str, Method, Action); 4] = [
 ];
 
 impl TeamResource {
+    /// The resources below `/teams/{teamId}/` that have collections and objects of their
+    /// own (the Stripe connection has operations instead: [`STRIPE_OPERATIONS`]).
+    pub const NESTED: [TeamResource; 3] = [
+        TeamResource::Members,
+        TeamResource::Projects,
+        TeamResource::ApiKeys,
+    ];
+
     pub fn segment(self) -> &'static str {
         match self {
             TeamResource::Teams => "teams",
@@ -288,13 +296,9 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, ApiError> {
         }))
     };
     let team_resource = |segment: &str| {
-        [
-            TeamResource::Members,
-            TeamResource::Projects,
-            TeamResource::ApiKeys,
-        ]
-        .into_iter()
-        .find(|r| r.segment() == segment)
+        TeamResource::NESTED
+            .into_iter()
+            .find(|r| r.segment() == segment)
     };
     match parts.as_slice() {
         [team_id, "stripe"] => team(TeamResource::Stripe, Some(team_id), None),

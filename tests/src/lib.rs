@@ -3,6 +3,8 @@
 //! test a fresh Stripe emulator, team (connected to the emulator's default account),
 //! project and full-access key, so tests run in parallel without seeing each other's data.
 
+pub mod openapi;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -405,6 +407,13 @@ pub async fn send(app: &App, request: Request) -> (StatusCode, Value) {
 
 /// Serves a `lambda_http` request; answers status, headers and the JSON body.
 pub async fn send_full(app: &App, request: Request) -> (StatusCode, http::HeaderMap, Value) {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let sent = match request.body() {
+        Body::Text(text) => Some(text.as_bytes().to_vec()),
+        Body::Binary(bytes) => Some(bytes.clone()),
+        _ => None,
+    };
     let response = billstack_local::dispatch(app, request).await;
     let status = response.status();
     assert_eq!(
@@ -420,6 +429,7 @@ pub async fn send_full(app: &App, request: Request) -> (StatusCode, http::Header
         Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
         _ => Value::Null,
     };
+    openapi::check_exchange(&method, &path, sent.as_deref(), status.as_u16(), &body);
     (status, response.headers().clone(), body)
 }
 

