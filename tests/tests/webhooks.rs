@@ -569,8 +569,9 @@ async fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) 
     done()
 }
 
-#[tokio::test]
-async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_the_newest_state() {
+/// `env`'s team connected with the emulator's webhook endpoint, so every change in Stripe
+/// (ours included) is delivered to BillStack through the local API, as Stripe would.
+async fn with_deliveries() -> TestEnv {
     let env = TestEnv::new().await;
     let addr = billstack_local::spawn_server(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -593,6 +594,12 @@ async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_
     connection::connect_team(&env.app, &env.team.id, &keys)
         .await
         .unwrap();
+    env
+}
+
+#[tokio::test]
+async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_the_newest_state() {
+    let env = with_deliveries().await;
     let customer = env
         .create("customers", json!({"email": "e2e@example.com"}))
         .await;
@@ -649,4 +656,70 @@ async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_
             .count(),
         2
     );
+}
+
+#[tokio::test]
+async fn a_deleted_product_and_its_price_stay_deleted_when_stripe_reports_their_archiving() {
+    let env = with_deliveries().await;
+    let product = env.create("products", json!({"name": "Gone"})).await;
+    let price = env
+        .create(
+            "prices",
+            json!({"productId": product["id"], "unitAmount": 500, "currency": "usd", "interval": "month"}),
+        )
+        .await;
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!(
+                "{}/{}",
+                env.path("products"),
+                product["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The delete archives both in Stripe, and Stripe says so: product.updated and
+    // price.updated for objects that carry our metadata but have no record any more.
+    let archived = |kind: &str| {
+        env.stripe
+            .delivery_attempts()
+            .into_iter()
+            .any(|a| a.event_type == kind && a.status == 200)
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || archived(
+            "product.updated"
+        ) && archived(
+            "price.updated"
+        ))
+        .await,
+        "{:?}",
+        env.stripe.delivery_attempts()
+    );
+    assert_eq!(
+        get(&env, "products", &product["id"]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&env, "prices", &price["id"]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, listed) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("products")),
+            None,
+        )
+        .await;
+    assert_eq!(listed["products"], json!([]));
+    let (_, listed) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("prices")),
+            None,
+        )
+        .await;
+    assert_eq!(listed["prices"], json!([]));
 }

@@ -397,6 +397,9 @@ impl Target<'_> {
                 let Some(state) = self.stripe().await?.retrieve_json(&path).await? else {
                     return Ok(Outcome::Ignored("the product is gone from Stripe"));
                 };
+                if archived(&state) {
+                    return Ok(Outcome::Ignored(ARCHIVED_ORPHAN));
+                }
                 let now = clock::now_epoch();
                 let product = Product {
                     id: self.record_id.to_owned(),
@@ -494,6 +497,9 @@ impl Target<'_> {
         let Some(state) = stripe.retrieve_json(path).await? else {
             return Ok(Outcome::Ignored("the price is gone from Stripe"));
         };
+        if archived(&state) {
+            return Ok(Outcome::Ignored(ARCHIVED_ORPHAN));
+        }
         let stripe_product = state["product"]
             .as_str()
             .or_else(|| state["product"]["id"].as_str())
@@ -555,6 +561,15 @@ impl Target<'_> {
             Err(err) => Err(err),
         }
     }
+}
+
+/// Why an archived product or price with our metadata and no record is not adopted: that is
+/// what a BillStack delete leaves in Stripe (it archives, never deletes), so adopting it
+/// would bring the deleted object back. An orphan of a failed create is active.
+const ARCHIVED_ORPHAN: &str = "archived in Stripe with no record: deleted in BillStack";
+
+fn archived(state: &Value) -> bool {
+    state["active"] == Value::Bool(false)
 }
 
 fn changed_meanwhile() -> ApiError {
