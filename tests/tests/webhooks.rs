@@ -658,6 +658,14 @@ async fn the_emulators_deliveries_reach_billstack_reversed_and_twice_and_end_in_
     );
 }
 
+/// Whether the emulator delivered an event of `kind` and BillStack answered it 200.
+fn delivered(env: &TestEnv, kind: &str) -> bool {
+    env.stripe
+        .delivery_attempts()
+        .into_iter()
+        .any(|a| a.event_type == kind && a.status == 200)
+}
+
 #[tokio::test]
 async fn a_deleted_product_and_its_price_stay_deleted_when_stripe_reports_their_archiving() {
     let env = with_deliveries().await;
@@ -668,7 +676,10 @@ async fn a_deleted_product_and_its_price_stay_deleted_when_stripe_reports_their_
             json!({"productId": product["id"], "unitAmount": 500, "currency": "usd", "interval": "month"}),
         )
         .await;
-    let (status, _) = env
+    // Stripe's word of the delete's archiving arrives after the delete is done: for objects
+    // that carry our metadata but have no record any more.
+    env.stripe.hold_deliveries();
+    let (status, answer) = env
         .call(
             Method::DELETE,
             &format!(
@@ -679,19 +690,14 @@ async fn a_deleted_product_and_its_price_stay_deleted_when_stripe_reports_their_
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    // The delete archives both in Stripe, and Stripe says so: product.updated and
-    // price.updated for objects that carry our metadata but have no record any more.
-    let archived = |kind: &str| {
-        env.stripe
-            .delivery_attempts()
-            .into_iter()
-            .any(|a| a.event_type == kind && a.status == 200)
-    };
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    env.stripe.release_deliveries(false, false);
     assert!(
-        eventually(std::time::Duration::from_secs(10), || archived(
+        eventually(std::time::Duration::from_secs(10), || delivered(
+            &env,
             "product.updated"
-        ) && archived(
+        ) && delivered(
+            &env,
             "price.updated"
         ))
         .await,
@@ -706,20 +712,65 @@ async fn a_deleted_product_and_its_price_stay_deleted_when_stripe_reports_their_
         get(&env, "prices", &price["id"]).await.0,
         StatusCode::NOT_FOUND
     );
-    let (_, listed) = env
-        .call(
-            Method::GET,
-            &format!("{}?activeOnly=false", env.path("products")),
-            None,
-        )
+    for resource in ["products", "prices"] {
+        let (_, listed) = env
+            .call(
+                Method::GET,
+                &format!("{}?activeOnly=false", env.path(resource)),
+                None,
+            )
+            .await;
+        assert_eq!(listed[resource], json!([]), "{resource}");
+    }
+}
+
+#[tokio::test]
+async fn the_echo_of_our_own_change_does_not_fail_the_request_that_made_it() {
+    use std::time::Duration;
+    let env = with_deliveries().await;
+    let product = env.create("products", json!({"name": "Before"})).await;
+    let stripe_id = product["stripeProductId"].as_str().unwrap();
+    // Stripe applies the rename, and its product.updated reaches BillStack, before Stripe
+    // answers the PATCH's call: the echo lands between our Stripe call and our write.
+    env.stripe.inject_fault(
+        billstack_tests::Fault::new(format!("POST /v1/products/{stripe_id}"), 0)
+            .with_delay(Duration::from_millis(1500))
+            .with_timing(billstack_tests::FaultTiming::AfterApply),
+    );
+    let item = format!(
+        "{}/{}",
+        env.path("products"),
+        product["id"].as_str().unwrap()
+    );
+    let (status, answer) = env
+        .call(Method::PATCH, &item, Some(json!({"name": "After"})))
         .await;
-    assert_eq!(listed["products"], json!([]));
-    let (_, listed) = env
-        .call(
-            Method::GET,
-            &format!("{}?activeOnly=false", env.path("prices")),
-            None,
-        )
-        .await;
-    assert_eq!(listed["prices"], json!([]));
+    assert!(
+        delivered(&env, "product.updated"),
+        "the echo came first: {:?}",
+        env.stripe.delivery_attempts()
+    );
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["product"]["name"], "After");
+    assert_eq!(env.stripe.product(stripe_id).unwrap()["name"], "After");
+    let (_, got) = get(&env, "products", &product["id"]).await;
+    assert_eq!(got["product"]["name"], "After");
+
+    // The delete of a product with a price meets the echoes of its own archiving too.
+    env.create(
+        "prices",
+        json!({"productId": product["id"], "unitAmount": 500, "currency": "usd", "interval": "month"}),
+    )
+    .await;
+    env.stripe.inject_fault(
+        billstack_tests::Fault::new(format!("POST /v1/products/{stripe_id}"), 0)
+            .with_delay(Duration::from_millis(1500))
+            .with_timing(billstack_tests::FaultTiming::AfterApply),
+    );
+    let (status, answer) = env.call(Method::DELETE, &item, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        get(&env, "products", &product["id"]).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

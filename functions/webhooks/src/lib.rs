@@ -36,6 +36,14 @@ struct Event {
     kind: String,
     created: i64,
     data: EventData,
+    /// The API request that made the change, if one did.
+    #[serde(default)]
+    request: Option<EventRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventRequest {
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +181,7 @@ pub async fn reconcile(
         data: EventData {
             object: object.clone(),
         },
+        request: None,
     };
     apply(app, team_id, &event, false).await
 }
@@ -292,6 +301,19 @@ impl Target<'_> {
         self.object()["id"].as_str().unwrap_or_default()
     }
 
+    /// Whether a BillStack request on this very record made the change (every Stripe call
+    /// we make for a record carries an idempotency key `bs_<record ID>_…`). That request
+    /// writes the record itself: applying its echo too would race it, bump the version it
+    /// writes on and fail it with 409 (a product's delete, say, meeting its own archive).
+    fn own_change(&self) -> bool {
+        let ours = format!("bs_{}_", self.record_id);
+        self.event
+            .request
+            .as_ref()
+            .and_then(|r| r.idempotency_key.as_deref())
+            .is_some_and(|key| key.starts_with(&ours))
+    }
+
     /// The state to apply over a record that reflects Stripe as of `synced_at`: the event's
     /// object if newer, Stripe's current object on a tie, nothing if older.
     async fn newer_state(&self, synced_at: i64, path: &str) -> Result<Option<Value>, ApiError> {
@@ -311,6 +333,9 @@ impl Target<'_> {
             return Ok(Outcome::Ignored(
                 "another Stripe customer than the record's",
             ));
+        }
+        if self.own_change() {
+            return Ok(Outcome::Ignored(OWN_CHANGE));
         }
         if deleted {
             // Nothing follows a deletion in Stripe: it applies whatever came before it.
@@ -380,6 +405,9 @@ impl Target<'_> {
             .is_some_and(|c| c.stripe_product_id != self.stripe_id())
         {
             return Ok(Outcome::Ignored("another Stripe product than the record's"));
+        }
+        if current.is_some() && self.own_change() {
+            return Ok(Outcome::Ignored(OWN_CHANGE));
         }
         let path = format!("/products/{}", self.stripe_id());
         match (action, current) {
@@ -458,6 +486,9 @@ impl Target<'_> {
             .is_some_and(|c| c.stripe_price_id != self.stripe_id())
         {
             return Ok(Outcome::Ignored("another Stripe price than the record's"));
+        }
+        if current.is_some() && self.own_change() {
+            return Ok(Outcome::Ignored(OWN_CHANGE));
         }
         let path = format!("/prices/{}", self.stripe_id());
         match (action, current) {
@@ -562,6 +593,9 @@ impl Target<'_> {
         }
     }
 }
+
+/// Why the echo of our own change to a record we hold is not applied ([`Target::own_change`]).
+const OWN_CHANGE: &str = "our own change: the request that made it writes the record";
 
 /// Why an archived product or price with our metadata and no record is not adopted: that is
 /// what a BillStack delete leaves in Stripe (it archives, never deletes), so adopting it
