@@ -21,6 +21,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Seconds a client should wait before retrying (429/503).
     pub retry_after: Option<u32>,
+    /// The methods a path does allow, for the `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +41,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -72,12 +75,15 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(
+    /// 405, with the methods `path` does allow (the `Allow` header).
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> Self {
+        let mut err = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("Method {method} is not allowed on {path}"),
-        )
+        );
+        err.allow = Some(allowed.join(", "));
+        err
     }
 
     /// 503: a dependency throttled or is briefly unavailable; the client should retry.

@@ -162,16 +162,44 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn json_response(status: StatusCode, body: String, retry_after: Option<u32>) -> Response<Body> {
+/// The client's `Idempotency-Key`, if it sent one: 1 to 255 visible ASCII characters. A key
+/// that is not (bytes beyond ASCII included) is refused, never taken as no key.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(secs) = retry_after {
+    response
+}
+
+fn error_response(err: &ApiError) -> Response<Body> {
+    let mut response = json_response(err.status, err.body_json());
+    let headers = response.headers_mut();
+    if let Some(secs) = err.retry_after {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(allow) = err
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        headers.insert(http::header::ALLOW, allow);
     }
     response
 }
@@ -232,12 +260,6 @@ async fn claim_key(
     client: &ClientKey,
 ) -> Result<Claim, ApiError> {
     let key = client.key.as_str();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        ));
-    }
     let claim = app
         .store
         .claim_idempotency_key(scope, key, &client.fingerprint, crate::clock::now_epoch())
@@ -337,12 +359,15 @@ where
                 route.action.access(),
             )
             .await?;
-        let idempotency_key = header(headers, "idempotency-key").map(str::to_owned);
+        // As in Stripe, a key means something on a create only, and elsewhere is ignored.
+        let idempotency_key = match route.action {
+            Action::Create => idempotency_key(headers)?,
+            _ => None,
+        };
         let body = request.body().as_ref().to_vec();
         let project_id = route.project_id.clone();
         let client = idempotency_key
             .as_deref()
-            .filter(|_| route.action == Action::Create)
             .map(|key| ClientKey::new(&route.name(), key, &body));
         let api_request = ApiRequest {
             principal,
@@ -383,9 +408,12 @@ where
             .await?;
         // Connecting Stripe needs no key of its own: a repeat stores the same connection.
         // Its body holds the secret key, so no fingerprint of it is ever kept.
-        let idempotency_key = header(headers, "idempotency-key")
-            .filter(|_| route.action == Action::Create && route.resource != TeamResource::Stripe)
-            .map(str::to_owned);
+        let idempotency_key =
+            if route.action == Action::Create && route.resource != TeamResource::Stripe {
+                idempotency_key(headers)?
+            } else {
+                None
+            };
         if idempotency_key.is_some() && route.resource == TeamResource::ApiKeys {
             return Err(ApiError::invalid(
                 "Idempotency-Key",
@@ -497,7 +525,7 @@ where
 
     let (status, response, error_code) = match result {
         Ok(ok) => {
-            let mut response = json_response(ok.status, ok.body, None);
+            let mut response = json_response(ok.status, ok.body);
             if ok.replayed {
                 response
                     .headers_mut()
@@ -505,11 +533,7 @@ where
             }
             (ok.status, response, None)
         }
-        Err(err) => (
-            err.status,
-            json_response(err.status, err.body_json(), err.retry_after),
-            Some(err.code),
-        ),
+        Err(err) => (err.status, error_response(&err), Some(err.code)),
     };
     tracing::info!(
         target: "billstack::request",

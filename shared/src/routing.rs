@@ -253,10 +253,35 @@ impl Matched {
 /// Matches every route of the API:
 /// `/api/billstack/teams[/{teamId}[/{members|projects|api-keys}[/{id}]]]` and
 /// `/api/billstack/teams/{teamId}/projects/{projectId}/{resource}[/{id}]`.
-/// Unknown paths are 404, known paths with another method are 405.
+/// Unknown paths are 404, known paths with another method are 405 with the methods they
+/// allow (the `Allow` header).
 pub fn route(method: &Method, path: &str) -> Result<Matched, ApiError> {
-    let no_route = || ApiError::not_found(format!("No route for {method} {path}"));
-    let not_allowed = || ApiError::method_not_allowed(method.as_str(), path);
+    match_route(method, path).map_err(|unmatched| match unmatched {
+        Unmatched::NoRoute => ApiError::not_found(format!("No route for {method} {path}")),
+        Unmatched::NotAllowed => {
+            let allowed: Vec<&str> = METHODS
+                .iter()
+                .filter(|m| match_route(m, path).is_ok())
+                .map(Method::as_str)
+                .collect();
+            ApiError::method_not_allowed(method.as_str(), path, &allowed)
+        }
+    })
+}
+
+/// Every method a route of this API takes.
+const METHODS: [Method; 4] = [Method::GET, Method::POST, Method::PATCH, Method::DELETE];
+
+/// Why a request matched no route.
+enum Unmatched {
+    NoRoute,
+    /// The path is a route's, the method is not.
+    NotAllowed,
+}
+
+fn match_route(method: &Method, path: &str) -> Result<Matched, Unmatched> {
+    let no_route = || Unmatched::NoRoute;
+    let not_allowed = || Unmatched::NotAllowed;
     if let Some(team_id) = path.strip_prefix(WEBHOOK_BASE) {
         let team_id = team_id.strip_suffix('/').unwrap_or(team_id);
         if team_id.is_empty() || team_id.contains('/') {
@@ -541,11 +566,40 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(err.allow.as_deref(), Some("GET, PATCH, DELETE"));
         let err = route(
             &Method::DELETE,
             "/api/billstack/teams/t/projects/p/customers",
         )
         .unwrap_err();
         assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(err.allow.as_deref(), Some("GET, POST"));
+        // Each 405 names what its path allows.
+        for (method, path, allow) in [
+            (Method::TRACE, "/api/billstack/teams", "GET, POST"),
+            (Method::OPTIONS, "/api/billstack/teams/t", "GET, PATCH"),
+            (
+                Method::HEAD,
+                "/api/billstack/teams/t/members/u",
+                "PATCH, DELETE",
+            ),
+            (
+                Method::PATCH,
+                "/api/billstack/teams/t/api-keys/key_1",
+                "GET, DELETE",
+            ),
+            (Method::GET, "/api/billstack/teams/t/stripe", "DELETE"),
+            (Method::GET, "/api/billstack/teams/t/stripe/connect", "POST"),
+            (Method::POST, "/api/billstack/teams/t/stripe/status", "GET"),
+            (Method::GET, "/api/webhooks/stripe/t", "POST"),
+        ] {
+            let err = route(&method, path).unwrap_err();
+            assert_eq!(
+                err.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(err.allow.as_deref(), Some(allow), "{method} {path}");
+        }
     }
 }

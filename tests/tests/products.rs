@@ -653,6 +653,32 @@ async fn a_retried_create_with_an_idempotency_key_gets_the_same_product() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["param"], "Idempotency-Key");
+
+    // A key beyond ASCII is refused, never taken as no key (which made each retry a new
+    // product).
+    for _ in 0..2 {
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(env.path("products"))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                http::HeaderValue::from_bytes("\u{d7}\u{f8}".as_bytes()).unwrap(),
+            )
+            .body(billstack::lambda_http::Body::Text(
+                json!({"name": "Twice?"}).to_string(),
+            ))
+            .unwrap();
+        let (status, answer) = billstack_tests::send(&env.app, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["param"], "Idempotency-Key");
+    }
+    assert_eq!(
+        env.stripe.products().len(),
+        2,
+        "no product for the refused keys"
+    );
 }
 
 /// A PATCH that read the product before a delete marked it, and writes after, must not
