@@ -64,6 +64,34 @@ where
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
 
+/// An integer that may be written with a zero fraction (`2999.0`), as JSON Schema counts
+/// integers; `2999.5` is refused. Use with `#[serde(default, deserialize_with = ...)]` on an
+/// `Option<i64>`.
+pub fn whole_number<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let number: Option<serde_json::Number> = serde::Deserialize::deserialize(deserializer)?;
+    number
+        .map(|n| {
+            as_whole(&n).ok_or_else(|| {
+                serde::de::Error::custom(format!("invalid value: {n}, expected an integer"))
+            })
+        })
+        .transpose()
+}
+
+/// `n` as an integer, if it is one (`7` or `7.0`).
+pub fn as_whole(n: &serde_json::Number) -> Option<i64> {
+    // 2^63 as f64: every f64 below it (and at least -2^63) converts exactly.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f))
+            .map(|f| f as i64)
+    })
+}
+
 /// Query string parameters, each named once.
 #[derive(Debug, Default)]
 pub struct Query(HashMap<String, String>);

@@ -101,6 +101,22 @@ async fn create_recurring_and_one_time_prices_in_stripe_and_dynamodb() {
     assert_eq!(in_stripe["type"], "one_time");
     assert_eq!(in_stripe["recurring"], Value::Null);
 
+    // A whole number written with a zero fraction is that integer, as JSON Schema says.
+    let weekly = create(&env, json!({"productId": product_id, "unitAmount": 1500.0, "currency": "usd", "interval": "week", "intervalCount": 2.0})).await;
+    assert_eq!(
+        (
+            weekly["unitAmount"].as_i64(),
+            weekly["intervalCount"].as_i64()
+        ),
+        (Some(1500), Some(2))
+    );
+    let in_stripe = env
+        .stripe
+        .price(weekly["stripePriceId"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(in_stripe["unit_amount"], 1500);
+    assert_eq!(in_stripe["recurring"]["interval_count"], 2);
+
     let (status, got) = env.call(Method::GET, &item(&env, &price["id"]), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["price"], price);
@@ -166,6 +182,10 @@ async fn bad_price_input_is_400_naming_it_and_writes_nothing() {
         ),
         (
             json!({"productId": product_id, "unitAmount": 1, "currency": "usd", "interval": "day", "intervalCount": 0}),
+            "intervalCount",
+        ),
+        (
+            json!({"productId": product_id, "unitAmount": 1, "currency": "usd", "interval": "day", "intervalCount": 1.5}),
             "intervalCount",
         ),
         (

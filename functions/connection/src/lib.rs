@@ -7,7 +7,7 @@ use billstack::App;
 use billstack::clock;
 use billstack::error::ApiError;
 use billstack::http::{ApiResponse, TeamRequest};
-use billstack::input::{Query, json_body};
+use billstack::input::{self, Query, json_body};
 use billstack::model::{StripeConnection, SyncObject, SyncStatus};
 use billstack::routing::{Action, TeamResource};
 use billstack::secrets::Secret;
@@ -331,12 +331,14 @@ fn backfill_request(body: &[u8]) -> Result<backfill::BackfillRequest, ApiError> 
     };
     let created_after = match body.created_after {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_i64().filter(|t| *t >= 0).ok_or_else(|| {
-            ApiError::invalid(
-                "createdAfter",
-                "createdAfter must be a Unix time in seconds or an RFC 3339 time",
-            )
-        })?),
+        Some(Value::Number(n)) => {
+            Some(input::as_whole(&n).filter(|t| *t >= 0).ok_or_else(|| {
+                ApiError::invalid(
+                    "createdAfter",
+                    "createdAfter must be a Unix time in seconds or an RFC 3339 time",
+                )
+            })?)
+        }
         Some(Value::String(text)) => Some(clock::parse_rfc3339(&text).ok_or_else(|| {
             ApiError::invalid(
                 "createdAfter",

@@ -11,7 +11,7 @@ use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
 use billstack::input::{
     DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
-    unwanted_stripe_keys, validate_metadata,
+    unwanted_stripe_keys, validate_metadata, whole_number,
 };
 use billstack::model::{Interval, Price, PriceType};
 use billstack::routing::{Action, Resource};
@@ -82,11 +82,13 @@ async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateBody {
     product_id: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     unit_amount: Option<i64>,
     currency: Option<String>,
     #[serde(rename = "type")]
     price_type: Option<String>,
     interval: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     interval_count: Option<i64>,
     metadata: Option<Metadata>,
 }

@@ -79,6 +79,7 @@ fn id_schema(kind: IdKind) -> Value {
     })
 }
 
+/// `schema`, or `null`: what an optional field the API reads as left out when `null`.
 fn nullable(mut schema: Value) -> Value {
     if let Some(Value::String(t)) = schema.get("type").cloned() {
         schema["type"] = json!([t, "null"]);
@@ -98,7 +99,8 @@ fn text(max: usize, description: &str) -> Value {
         "type": "string",
         "minLength": 1,
         "maxLength": max,
-        "pattern": "\\S",
+        // Something besides white space, and no control character (Unicode's Cc).
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
         "description": format!("{description} At most {max} characters, not blank, no control characters; stored trimmed."),
     })
 }
@@ -292,6 +294,8 @@ fn email_schema(description: &str) -> Value {
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_EMAIL_LEN,
+        // An at sign, or one of the compatibility forms NFKC folds into one.
+        "pattern": "[@\u{ff20}\u{fe6b}]",
         "description": format!("{description} At most {MAX_EMAIL_LEN} characters as given; normalised before it is stored and compared (trimmed, NFKC, lowercased, the domain in its IDNA ASCII form), and then an address of at most {MAX_EMAIL_LEN} bytes with a local part of at most 64 and a dotted domain."),
     })
 }
@@ -764,8 +768,8 @@ fn schemas() -> Value {
         })),
         "CustomerCreate": object(json!({
             "email": email_schema("Unique per project."),
-            "name": text(customers::MAX_NAME_LEN, "Display name."),
-            "metadata": schema_ref("Metadata"),
+            "name": nullable(text(customers::MAX_NAME_LEN, "Display name.")),
+            "metadata": nullable(schema_ref("Metadata")),
         }), &["email"]),
         "CustomerUpdate": object(json!({
             "email": email_schema("A new email, unique per project (409 `email_exists`)."),
@@ -780,8 +784,8 @@ fn schemas() -> Value {
         })),
         "ProductCreate": object(json!({
             "name": text(products::MAX_NAME_LEN, "Product name."),
-            "description": text(products::MAX_DESCRIPTION_LEN, "Product description."),
-            "metadata": schema_ref("Metadata"),
+            "description": nullable(text(products::MAX_DESCRIPTION_LEN, "Product description.")),
+            "metadata": nullable(schema_ref("Metadata")),
         }), &["name"]),
         "ProductUpdate": object(json!({
             "name": text(products::MAX_NAME_LEN, "A new name."),
@@ -803,10 +807,10 @@ fn schemas() -> Value {
             "productId": id_schema(IdKind::Product),
             "unitAmount": {"type": "integer", "minimum": 0, "maximum": prices::MAX_UNIT_AMOUNT, "description": "In the currency's minor unit (2999 = $29.99)."},
             "currency": {"type": "string", "pattern": "^\\s*[A-Za-z]{3}\\s*$", "description": currency_doc},
-            "type": {"type": "string", "enum": ["recurring", "one_time"], "default": "recurring"},
-            "interval": {"type": "string", "enum": interval_names, "description": "Required for a recurring price; not allowed on a one-time price."},
-            "intervalCount": {"type": "integer", "minimum": 1, "maximum": max_interval_count, "default": 1, "description": format!("Recurring prices only; at most three years between billings: {interval_bounds}.")},
-            "metadata": schema_ref("Metadata"),
+            "type": nullable(json!({"type": "string", "enum": ["recurring", "one_time"], "default": "recurring"})),
+            "interval": nullable(json!({"type": "string", "enum": interval_names, "description": "Required for a recurring price; not allowed on a one-time price."})),
+            "intervalCount": nullable(json!({"type": "integer", "minimum": 1, "maximum": max_interval_count, "default": 1, "description": format!("Recurring prices only; at most three years between billings: {interval_bounds}.")})),
+            "metadata": nullable(schema_ref("Metadata")),
         }), &["productId", "unitAmount", "currency"]),
         "PriceUpdate": object(json!({
             "isActive": {"type": "boolean"},
@@ -829,8 +833,8 @@ fn schemas() -> Value {
         })),
         "MemberCreate": object(json!({
             "userId": {"type": "string", "minLength": 1, "maxLength": billstack::session::MAX_USER_ID_LEN, "description": "The user's subject (`sub`) at the identity provider: 1 to 255 bytes, no control characters."},
-            "role": {"type": "string", "enum": ["owner", "member"], "default": "member"},
-            "email": email_schema("Shown in member lists until the user's own session says otherwise."),
+            "role": nullable(json!({"type": "string", "enum": ["owner", "member"], "default": "member"})),
+            "email": nullable(email_schema("Shown in member lists until the user's own session says otherwise.")),
         }), &["userId"]),
         "RoleBody": object(json!({"role": {"type": "string", "enum": ["owner", "member"]}}), &["role"]),
         "Project": answer(json!({
@@ -867,8 +871,8 @@ fn schemas() -> Value {
         })),
         "StripeConnect": object(json!({
             "secretKey": stripe_key("sk|rk", "A secret (`sk_test_…`, `sk_live_…`) or restricted (`rk_…`) key."),
-            "publishableKey": stripe_key("pk", "The publishable key, of the same mode."),
-            "webhookSecret": {"type": "string", "pattern": format!("^whsec_[A-Za-z0-9+/=_-]{{1,{}}}$", connection::MAX_KEY_LEN), "description": "The webhook endpoint's signing secret (it may be set later by connecting again)."},
+            "publishableKey": nullable(stripe_key("pk", "The publishable key, of the same mode.")),
+            "webhookSecret": {"type": ["string", "null"], "pattern": format!("^whsec_[A-Za-z0-9+/=_-]{{1,{}}}$", connection::MAX_KEY_LEN), "description": "The webhook endpoint's signing secret (it may be set later by connecting again)."},
         }), &["secretKey"]),
         "StripeConnected": answer(json!({
             "success": {"const": true},
@@ -913,7 +917,7 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "received": {"const": true},
-                "duplicate": {"const": true, "description": "The event was received before: nothing applied again."},
+                "duplicate": {"type": "boolean", "description": "`true`: the event was received before, and nothing was applied again."},
                 "outcome": {"type": "string", "enum": ["applied", "unchanged", "adopted", "deleted", "stale", "email_conflict", "ignored"]},
                 "reason": {"type": "string", "description": "Why an event was ignored."},
             },
