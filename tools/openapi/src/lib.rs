@@ -296,6 +296,12 @@ fn email_schema(description: &str) -> Value {
         "maxLength": MAX_EMAIL_LEN,
         // An at sign, or one of the compatibility forms NFKC folds into one.
         "pattern": "[@\u{ff20}\u{fe6b}]",
+        // The same set; the first branch is the plain form most addresses take, there for
+        // generators (a contract fuzzer, a mock server) to draw real addresses from.
+        "anyOf": [
+            {"pattern": "^(?=[^@]{1,64}@)[a-z0-9]+([._+-][a-z0-9]+)*@[a-z0-9]+(-[a-z0-9]+)*(\\.[a-z0-9]+(-[a-z0-9]+)*)*\\.[a-z]{2,24}$"},
+            {"pattern": "[@\u{ff20}\u{fe6b}]"},
+        ],
         "description": format!("{description} At most {MAX_EMAIL_LEN} characters as given; normalised before it is stored and compared (trimmed, NFKC, lowercased, the domain in its IDNA ASCII form), and then an address of at most {MAX_EMAIL_LEN} bytes with a local part of at most 64 and a dotted domain."),
     })
 }
@@ -806,7 +812,13 @@ fn schemas() -> Value {
         "PriceCreate": object(json!({
             "productId": id_schema(IdKind::Product),
             "unitAmount": {"type": "integer", "minimum": 0, "maximum": prices::MAX_UNIT_AMOUNT, "description": "In the currency's minor unit (2999 = $29.99)."},
-            "currency": {"type": "string", "pattern": "^\\s*[A-Za-z]{3}\\s*$", "description": currency_doc},
+            "currency": {
+                "type": "string",
+                "pattern": "^\\s*[A-Za-z]{3}\\s*$",
+                // The same set; the first branch names common codes, for generators.
+                "anyOf": [{"enum": ["usd", "eur", "gbp", "jpy", "cad", "aud", "chf", "sek"]}, {"pattern": "^\\s*[A-Za-z]{3}\\s*$"}],
+                "description": currency_doc,
+            },
             "type": nullable(json!({"type": "string", "enum": ["recurring", "one_time"], "default": "recurring"})),
             "interval": nullable(json!({"type": "string", "enum": interval_names, "description": "Required for a recurring price; not allowed on a one-time price."})),
             "intervalCount": nullable(json!({"type": "integer", "minimum": 1, "maximum": max_interval_count, "default": 1, "description": format!("Recurring prices only; at most three years between billings: {interval_bounds}.")})),
