@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,27 +52,47 @@ PLAN = [
 ]
 
 
-def sam_invoke(function, event, sam_args, retries=1):
-    """Runs one `sam local invoke`; (exit code, answer, SAM's stderr, seconds, retried).
+# SAM's own words when the container never answered: it checks the container's port
+# through Docker's port proxy, which accepts connections before the runtime interface
+# emulator inside listens, then tries three times within about 0.7 s and gives up. Under
+# QEMU on a busy machine the emulator can take longer than that to start (seen in about 3 of
+# 150 invokes here). SAM then waits out the function's timer (30 s) for nothing: stop it
+# at once and invoke again.
+NO_RESPONSE = "No response from invoke container"
 
-    An invoke that got no answer at all before the function's timeout (the container's
-    runtime never started it: seen once in ~40 invokes under QEMU) is run once more."""
+
+def sam_invoke(function, event, sam_args, retries=2):
+    """Runs one `sam local invoke`; (exit code, answer, SAM's stderr, seconds, retried)."""
     started = time.monotonic()
-    done = subprocess.run(
+    process = subprocess.Popen(
         ["sam", "local", "invoke", function, "-e", str(event), *sam_args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines, gave_up = [], threading.Event()
+
+    def read_stderr():
+        for line in process.stderr:
+            lines.append(line)
+            if NO_RESPONSE in line:
+                gave_up.set()
+                process.terminate()  # the container is already stopped by SAM
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    out = process.stdout.read().strip()
+    process.wait()
+    reader.join(timeout=5)
+    stderr = "".join(lines)
     elapsed = time.monotonic() - started
-    out = done.stdout.strip()
-    if not out and "No response from invoke container" in done.stderr and retries > 0:
-        rc, answer, stderr, again, _ = sam_invoke(function, event, sam_args, retries - 1)
-        return rc, answer, done.stderr + "\n--- retried\n" + stderr, elapsed + again, True
+    if gave_up.is_set() and retries > 0:
+        rc, answer, again_err, again, _ = sam_invoke(function, event, sam_args, retries - 1)
+        return rc, answer, stderr + "\n--- invoked again\n" + again_err, elapsed + again, True
     try:
         # The answer is the last line SAM prints on stdout.
         answer = json.loads(out.splitlines()[-1]) if out else None
     except ValueError:
         answer = {"_unparsed": out[-300:]}
-    return done.returncode, answer, done.stderr, elapsed, False
+    return process.returncode, answer, stderr, elapsed, False
 
 
 def get_json(url, token):
@@ -107,7 +128,7 @@ def main():
         want = want_status if want_status is not None else expect.get("status")
         code, answer, stderr, elapsed, retried = sam_invoke(function, event_path, sam_args)
         if retried:
-            note = (note + "; " if note else "") + "retried: no answer the first time"
+            note = (note + "; " if note else "") + "retried: SAM got no answer the first time"
         if log:
             log.write(f"--- sam local invoke {function} -e {event_path.name}\n{stderr}\n")
         problems = []
@@ -158,7 +179,7 @@ def main():
         record("BackfillFunction", "backfill/continue.json (SQS)", "null" if answer is None
                else json.dumps(answer)[:20], "null", elapsed, problems,
                f"job done in {done.get('steps')} steps; syncStatus {(after or {}).get('syncStatus')}"
-               + ("; retried: no answer the first time" if retried else ""))
+               + ("; retried: SAM got no answer the first time" if retried else ""))
 
     fw = max(len(r[0]) for r in rows)
     ew = max(len(r[1]) for r in rows)
