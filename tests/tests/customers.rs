@@ -948,3 +948,54 @@ async fn compatibility_forms_of_one_email_are_one_reservation() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "email_taken");
 }
+
+/// A delete that read the customer before an email change committed, and writes after it,
+/// must free the new email, not leave its reservation pointing at a deleted customer for
+/// good (issue #10, item 4). The proxy holds the delete's write at a pause point while the
+/// change runs to its end: no timing involved.
+#[tokio::test]
+async fn a_delete_racing_an_email_change_frees_the_email_the_customer_has() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let customer = env
+        .create("customers", json!({"email": "before@example.com"}))
+        .await;
+    let path = format!(
+        "{}/{}",
+        env.path("customers"),
+        customer["id"].as_str().unwrap()
+    );
+
+    let mut hold = env.dynamo.hold_next("TransactWriteItems");
+    let delete = tokio::spawn({
+        let (env, path) = (env.clone(), path.clone());
+        async move { env.call(Method::DELETE, &path, None).await }
+    });
+    hold.reached().await;
+    let (status, changed) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"email": "after@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    hold.release();
+    let (status, deleted) = delete.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+
+    assert_eq!(
+        env.call(Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Both addresses are free again: nothing holds either one.
+    for email in ["after@example.com", "before@example.com"] {
+        let (status, body) = env
+            .call(
+                Method::POST,
+                &env.path("customers"),
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{email}: {body}");
+    }
+}

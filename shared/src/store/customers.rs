@@ -15,6 +15,9 @@ use crate::error::ApiError;
 use crate::input::Page;
 use crate::model::Customer;
 
+/// How many times a delete follows a record that keeps changing under it.
+const DELETE_ATTEMPTS: usize = 3;
+
 /// A pending claim on an email for one customer ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailReservation {
@@ -105,11 +108,14 @@ impl Store {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            // A pending reservation goes stale; one of this very customer is ours already
+            // (a retry, under the client's Idempotency-Key, of a create that died).
             .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :pending AND reservedAt < :stale)",
+                "attribute_not_exists(pk) OR (#state = :pending AND (reservedAt < :stale OR customerId = :id))",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":id", s(&reservation.customer_id))
             .expression_attribute_values(":stale", n(now - EmailReservation::STALE_AFTER_SECS))
             .send()
             .await;
@@ -220,37 +226,53 @@ impl Store {
         }
     }
 
-    /// Deletes a customer and frees its email; `false` if it was not there.
+    /// Deletes the customer's record and frees its email, as of the version read. When the
+    /// record changed meanwhile (an email change committed between our read and this
+    /// write), it deletes the record as it is now, so the email freed is always the
+    /// record's own and no reservation is left pointing at a deleted customer. `false` if
+    /// the customer is gone.
     pub async fn delete_customer(&self, customer: &Customer) -> Result<bool, ApiError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key_item(keys::object(
-                &customer.project_id,
-                keys::CUSTOMER,
-                &customer.id,
-            ))))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(ApiError::internal)?;
-        let outcome = self
-            .transact(vec![
-                TransactWriteItem::builder().delete(delete).build(),
-                self.delete_email(&customer.project_id, &customer.email, &customer.id)?,
-            ])
-            .await?;
-        match outcome {
-            TxOutcome::Applied => Ok(true),
-            TxOutcome::ConditionFailed(_) => {
-                // Either the customer is gone already, or its email item is missing; in the
-                // latter case still delete the customer so it cannot linger.
-                self.delete_existing(keys::object(
-                    &customer.project_id,
-                    keys::CUSTOMER,
-                    &customer.id,
-                ))
-                .await
+        let mut current = customer.clone();
+        let mut with_email = true;
+        for _ in 0..DELETE_ATTEMPTS {
+            let key = keys::object(&current.project_id, keys::CUSTOMER, &current.id);
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .delete(self.delete_version(key, current.version)?)
+                    .build(),
+            ];
+            if with_email {
+                items.push(self.delete_email(&current.project_id, &current.email, &current.id)?);
+            }
+            if self.transact(items).await? == TxOutcome::Applied {
+                return Ok(true);
+            }
+            match self.get_customer(&current.project_id, &current.id).await? {
+                None => return Ok(false),
+                Some(now) if now.version != current.version => {
+                    current = now;
+                    with_email = true;
+                }
+                // The record is as read but its email item is missing: delete the record
+                // alone, so it cannot linger.
+                Some(_) => with_email = false,
             }
         }
+        Err(ApiError::conflict(
+            "concurrent_update",
+            "The customer kept changing while it was being deleted; retry the delete",
+        ))
+    }
+
+    /// Deleting `key` if its record is still at `version`.
+    fn delete_version(&self, key: (String, String), version: u64) -> Result<Delete, ApiError> {
+        Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(version))
+            .build()
+            .map_err(ApiError::internal)
     }
 
     /// Moves `current`, which Stripe deleted at `deleted_at`, out of reads and lists (kept

@@ -1,6 +1,7 @@
-//! A pass-through in front of DynamoDB Local that counts requests by operation and can
-//! fail the next N calls of an operation, so tests can prove what happens when our write
-//! fails after Stripe answered, and the benchmark can count calls. It forwards every byte
+//! A pass-through in front of DynamoDB Local that counts requests by operation, can fail
+//! the next N calls of an operation, and can hold the next call of one at a pause point
+//! until the test releases it, so tests can prove what happens when our write fails after
+//! Stripe answered or meets another request's, and the benchmark can count calls. It forwards every byte
 //! to the real server: it is not a mock.
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 #[derive(Default)]
@@ -23,6 +25,47 @@ struct State {
     counts: HashMap<String, usize>,
     /// operation → (remaining, status, error body, whether the call is applied first)
     faults: HashMap<String, Fault>,
+    /// operation → the pause point its next call stops at ([`DynamoProxy::hold_next`]).
+    holds: HashMap<String, HeldCall>,
+}
+
+/// The proxy's side of a [`Hold`]: it says when the call arrived, then waits for release.
+struct HeldCall {
+    reached: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
+/// A pause point: the next call of an operation, stopped at the proxy before DynamoDB sees
+/// it, until the test releases it. With it, a test puts one request's write after another
+/// request's whole run, deterministically (no sleeping and hoping).
+pub struct Hold {
+    reached: Option<oneshot::Receiver<()>>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+impl Hold {
+    /// Waits until the held call has arrived (and is being held).
+    pub async fn reached(&mut self) {
+        if let Some(reached) = self.reached.take() {
+            let _ = reached.await;
+        }
+    }
+
+    /// Lets the held call go on to DynamoDB.
+    pub fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+}
+
+impl Drop for Hold {
+    // A hold dropped unreleased (a failed test) lets its call go rather than hang it.
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
 }
 
 /// A running proxy; dropping it stops it.
@@ -147,6 +190,26 @@ impl DynamoProxy {
         );
     }
 
+    /// Holds the next call of `operation` (`TransactWriteItems`, `GetItem`, ...) at the proxy
+    /// until the returned [`Hold`] is released.
+    pub fn hold_next(&self, operation: &str) -> Hold {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        if let Ok(mut state) = self.state.lock() {
+            state.holds.insert(
+                operation.to_owned(),
+                HeldCall {
+                    reached: reached_tx,
+                    release: release_rx,
+                },
+            );
+        }
+        Hold {
+            reached: Some(reached_rx),
+            release: Some(release_tx),
+        }
+    }
+
     fn answer_next(&self, operation: &str, times: u32, status: u16, body: String) {
         self.insert_fault(
             operation,
@@ -173,15 +236,23 @@ async fn forward(
     state: &Mutex<State>,
 ) -> Response<Full<Bytes>> {
     let op = operation(&request);
-    let fault = state.lock().ok().and_then(|mut s| {
-        *s.counts.entry(op.clone()).or_default() += 1;
-        let fault = s.faults.get_mut(&op)?;
-        if fault.remaining == 0 {
-            return None;
-        }
-        fault.remaining -= 1;
-        Some(fault.clone())
-    });
+    let (fault, held) = state
+        .lock()
+        .map(|mut s| {
+            *s.counts.entry(op.clone()).or_default() += 1;
+            let held = s.holds.remove(&op);
+            let fault = s.faults.get_mut(&op).filter(|f| f.remaining > 0).map(|f| {
+                f.remaining -= 1;
+                f.clone()
+            });
+            (fault, held)
+        })
+        .unwrap_or_default();
+    // Held after its fate is decided: faults set while it waits are for the calls after it.
+    if let Some(held) = held {
+        let _ = held.reached.send(());
+        let _ = held.release.await;
+    }
     let lost = match fault {
         Some(fault) if !fault.applied => return response(fault.status, fault.body.into()),
         lost => lost,
