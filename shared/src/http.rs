@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::auth::{Principal, TeamPrincipal};
 use crate::error::ApiError;
+use crate::ids::IdKind;
 use crate::model::Role;
 use crate::routing::{
     Action, Matched, Resource, Route, TeamResource, TeamRoute, WebhookRoute, route,
@@ -26,8 +27,20 @@ pub struct ApiRequest {
     /// The raw query string (URL-encoded).
     pub query: Option<String>,
     pub body: Vec<u8>,
-    /// The client's `Idempotency-Key` header, if any.
-    pub idempotency_key: Option<String>,
+    /// On a create with the client's `Idempotency-Key`: the ID its new object gets, kept
+    /// with the key.
+    pub new_object: Option<NewObject>,
+}
+
+/// The ID a create under a client's `Idempotency-Key` gives its object. It is kept with
+/// the key, so a retry that takes over an attempt that never finished (it died, or its
+/// answer could not be kept) uses the same ID: its Stripe calls, whose idempotency keys
+/// derive from the ID, replay, and it finds or makes the same record, never a second one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewObject {
+    pub id: String,
+    /// An earlier attempt with this ID may have got part or all of the way.
+    pub retried: bool,
 }
 
 impl std::fmt::Debug for ApiRequest {
@@ -40,6 +53,20 @@ impl std::fmt::Debug for ApiRequest {
 }
 
 impl ApiRequest {
+    /// The ID a create gives its new object of `kind`: the one kept with the client's
+    /// `Idempotency-Key`, else a new one.
+    pub fn new_object_id(&self, kind: IdKind) -> String {
+        self.new_object
+            .as_ref()
+            .map_or_else(|| kind.generate(), |o| o.id.clone())
+    }
+
+    /// Whether an earlier attempt of this create (same `Idempotency-Key`, same request) may
+    /// have made its object already.
+    pub fn retried(&self) -> bool {
+        self.new_object.as_ref().is_some_and(|o| o.retried)
+    }
+
     /// The path's object ID (present for Get/Update/Delete routes).
     pub fn object_id(&self) -> &str {
         self.route.object_id.as_deref().unwrap_or_default()
@@ -225,6 +252,7 @@ impl From<ApiResponse> for Answer {
 struct Claim {
     key: String,
     replay: Option<Answer>,
+    new_object: Option<NewObject>,
 }
 
 /// A client's `Idempotency-Key` on a create, with the fingerprint of the request it came
@@ -232,10 +260,12 @@ struct Claim {
 struct ClientKey {
     key: String,
     fingerprint: String,
+    /// The ID the create would give its object (project resources).
+    object_id: Option<String>,
 }
 
 impl ClientKey {
-    fn new(route_name: &str, key: &str, body: &[u8]) -> Self {
+    fn new(route_name: &str, key: &str, body: &[u8], object_id: Option<String>) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(route_name.as_bytes());
         hasher.update([0]);
@@ -248,6 +278,7 @@ impl ClientKey {
         Self {
             key: key.to_owned(),
             fingerprint,
+            object_id,
         }
     }
 }
@@ -262,15 +293,33 @@ async fn claim_key(
     let key = client.key.as_str();
     let claim = app
         .store
-        .claim_idempotency_key(scope, key, &client.fingerprint, crate::clock::now_epoch())
+        .claim_idempotency_key(
+            scope,
+            key,
+            &client.fingerprint,
+            client.object_id.as_deref(),
+            crate::clock::now_epoch(),
+        )
         .await?;
-    let replay = match claim {
-        IdempotencyClaim::Claimed => None,
-        IdempotencyClaim::Replay { status, body } => Some(Answer {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            body,
-            replayed: true,
-        }),
+    let (replay, new_object) = match claim {
+        IdempotencyClaim::Claimed {
+            object_id,
+            taken_over,
+        } => (
+            None,
+            object_id.map(|id| NewObject {
+                id,
+                retried: taken_over,
+            }),
+        ),
+        IdempotencyClaim::Replay { status, body } => (
+            Some(Answer {
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                body,
+                replayed: true,
+            }),
+            None,
+        ),
         IdempotencyClaim::Mismatch => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -289,18 +338,21 @@ async fn claim_key(
     Ok(Claim {
         key: key.to_owned(),
         replay,
+        new_object,
     })
 }
 
 /// Runs `handler` under the client's `Idempotency-Key` (on creates only): a replay answers
-/// the kept answer, a first use keeps the answer of a request that ran to its end.
-async fn with_idempotency<Fut>(
+/// the kept answer, a first use keeps the answer of a request that ran to its end. The
+/// handler is given the new object's ID kept with the key, if any.
+async fn with_idempotency<H, Fut>(
     app: &App,
     scope: IdempotencyScope<'_>,
     client: Option<ClientKey>,
-    handler: Fut,
+    handler: H,
 ) -> Result<Answer, ApiError>
 where
+    H: FnOnce(Option<NewObject>) -> Fut,
     Fut: Future<Output = Result<ApiResponse, ApiError>>,
 {
     let claim = match &client {
@@ -310,19 +362,31 @@ where
     if let Some(replay) = claim.as_ref().and_then(|c| c.replay.clone()) {
         return Ok(replay);
     }
-    let result = handler.await.map(Answer::from);
+    let new_object = claim.as_ref().and_then(|c| c.new_object.clone());
+    let result = handler(new_object).await.map(Answer::from);
     if let Some(claim) = claim {
         match &result {
-            // Only answers of a request that ran to its end are kept, as Stripe does.
+            // Only answers of a request that ran to its end are kept, as Stripe does. Its
+            // answer goes to the client even when keeping it fails (a 5xx would make the
+            // client retry a create that succeeded); the claim then stays pending, so a
+            // retry within its stale bound is told to wait (409 idempotency_in_progress),
+            // and one after it takes over with the same object ID (`NewObject`).
             Ok(answer) => {
-                app.store
+                if let Err(err) = app
+                    .store
                     .complete_idempotency_key(
                         scope,
                         &claim.key,
                         answer.status.as_u16(),
                         &answer.body,
                     )
-                    .await?
+                    .await
+                {
+                    tracing::warn!(
+                        code = err.code,
+                        "the answer of an idempotent request could not be kept"
+                    );
+                }
             }
             Err(_) => app.store.release_idempotency_key(scope, &claim.key).await,
         }
@@ -366,21 +430,25 @@ where
         };
         let body = request.body().as_ref().to_vec();
         let project_id = route.project_id.clone();
-        let client = idempotency_key
-            .as_deref()
-            .map(|key| ClientKey::new(&route.name(), key, &body));
-        let api_request = ApiRequest {
+        let client = idempotency_key.as_deref().map(|key| {
+            let id = route.resource.id_kind().generate();
+            ClientKey::new(&route.name(), key, &body, Some(id))
+        });
+        let mut api_request = ApiRequest {
             principal,
             query: request.uri().query().map(str::to_owned),
-            idempotency_key,
             body,
             route,
+            new_object: None,
         };
         with_idempotency(
             app,
             IdempotencyScope::Project(&project_id),
             client,
-            handler(api_request),
+            |new_object| {
+                api_request.new_object = new_object;
+                handler(api_request)
+            },
         )
         .await
     })
@@ -423,7 +491,7 @@ where
         let body = request.body().as_ref().to_vec();
         let client = idempotency_key
             .as_deref()
-            .map(|key| ClientKey::new(&route.name(), key, &body));
+            .map(|key| ClientKey::new(&route.name(), key, &body, None));
         let user_id = principal.session.user_id.clone();
         let team_id = route.team_id.clone();
         let scope = match &team_id {
@@ -441,7 +509,7 @@ where
             body,
             route,
         };
-        with_idempotency(app, scope, client, handler(team_request)).await
+        with_idempotency(app, scope, client, |_| handler(team_request)).await
     })
     .await
 }

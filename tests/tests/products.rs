@@ -829,3 +829,119 @@ async fn a_lost_answer_to_the_product_write_is_not_undone_in_stripe() {
         .expect("the record is there");
     assert_eq!(stored.stripe_product_id, stripe_id);
 }
+
+/// When keeping a create's answer fails after the work succeeded, the client still gets
+/// the answer (a 5xx would make it retry a create that happened), and a retry at once is
+/// told to wait rather than run the create again (issue #10, item 6, in part).
+#[tokio::test]
+async fn a_create_whose_answer_cannot_be_kept_still_answers_and_is_not_run_twice() {
+    let env = TestEnv::new().await;
+    let auth = format!("Bearer {}", env.key);
+    // A first call stamps the key's lastUsedAt (an UpdateItem), so the only UpdateItem of
+    // the create below is the one that keeps its answer.
+    env.call(Method::GET, &env.path("products"), None).await;
+    env.dynamo.fail_next("UpdateItem", 3);
+    let path = env.path("products");
+    let send = || {
+        env.call_with_headers(
+            Some(&auth),
+            &[("idempotency-key", "kept-or-not")],
+            Method::POST,
+            &path,
+            Some(json!({"name": "Once"}).to_string()),
+        )
+    };
+    let (status, _, created) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(
+        env.dynamo.count("UpdateItem") >= 1,
+        "keeping the answer was tried"
+    );
+    let (status, _, again) = send().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["code"], "idempotency_in_progress");
+    assert_eq!(env.stripe.products().len(), 1);
+    let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
+    assert_eq!(list["products"].as_array().unwrap().len(), 1);
+
+    // Once the claim has gone stale (its attempt may have died), a retry takes it over with
+    // the object ID kept with the key: it finds the product made, and makes no second one.
+    age_claim(&env, "kept-or-not").await;
+    let (status, _, retried) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{retried}");
+    assert_eq!(retried["product"]["id"], created["product"]["id"]);
+    assert_eq!(env.stripe.products().len(), 1);
+    let (status, _, replayed) = send().await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(replayed, retried, "kept this time, and replayed");
+}
+
+/// Moves a client key's claim back past its stale bound, as if its attempt had died two
+/// minutes ago.
+async fn age_claim(env: &TestEnv, key: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .key(
+            "pk",
+            AttributeValue::S(billstack::store::keys::project_partition(&env.project.id)),
+        )
+        .key("sk", AttributeValue::S(format!("IDEMPOTENCY#{key}")))
+        .update_expression("SET claimedAt = :then")
+        .expression_attribute_values(
+            ":then",
+            AttributeValue::N((billstack::clock::now_epoch() - 600).to_string()),
+        )
+        .send()
+        .await
+        .expect("age the claim");
+}
+
+/// A create that failed after Stripe made the object (our write failed, and so did the undo
+/// in Stripe): its retry under the same Idempotency-Key makes that same object (Stripe
+/// replays the create), never a second one (issue #10, item 6).
+#[tokio::test]
+async fn a_retry_of_a_create_that_failed_midway_makes_the_same_object_once() {
+    let env = TestEnv::new().await;
+    let auth = format!("Bearer {}", env.key);
+    let path = env.path("products");
+    let send = || {
+        env.call_with_headers(
+            Some(&auth),
+            &[("idempotency-key", "failed-midway")],
+            Method::POST,
+            &path,
+            Some(json!({"name": "Once"}).to_string()),
+        )
+    };
+    env.stripe
+        .inject_fault(Fault::new("DELETE /v1/products/:id", 500).with_times(2));
+    // The claim of the key is the first PutItem: held until the product's write is set to
+    // fail (three tries, as the SDK makes).
+    let mut claim = env.dynamo.hold_next("PutItem");
+    let dynamo = &env.dynamo;
+    let ((status, _, failed), ()) = tokio::join!(send(), async move {
+        claim.reached().await;
+        dynamo.fail_next("PutItem", 3);
+        claim.release();
+    });
+    assert!(status.is_server_error(), "{status} {failed}");
+    let orphans = env.stripe.products();
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the failed attempt left its product in Stripe"
+    );
+
+    let (status, _, created) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(env.stripe.products().len(), 1, "no second Stripe product");
+    assert_eq!(
+        created["product"]["stripeProductId"], orphans[0]["id"],
+        "the retry made the very object the failed attempt left"
+    );
+    let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
+    assert_eq!(list["products"].as_array().unwrap().len(), 1);
+}

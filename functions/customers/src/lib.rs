@@ -96,7 +96,13 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let new = NewCustomer::parse(&req.body)?;
     let project_id = req.project_id();
     let now = clock::now_epoch();
-    let id = IdKind::Customer.generate();
+    let id = req.new_object_id(IdKind::Customer);
+    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
+    if req.retried()
+        && let Some(done) = app.store.get_customer(project_id, &id).await?
+    {
+        return Ok(ApiResponse::created(json!({"customer": done.to_json()})));
+    }
     let reservation = EmailReservation {
         project_id: project_id.to_owned(),
         email: new.email.clone(),

@@ -237,7 +237,13 @@ async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         )
         .with_param("productId"));
     }
-    let id = IdKind::Price.generate();
+    let id = req.new_object_id(IdKind::Price);
+    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
+    if req.retried()
+        && let Some(done) = app.store.get_price(project_id, &id).await?
+    {
+        return Ok(ApiResponse::created(json!({"price": done.to_json()})));
+    }
     let now = clock::now_epoch();
     let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
     let stripe = app.stripe_for(&req.principal.team_id).await?;

@@ -99,7 +99,13 @@ impl NewProduct {
 async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let new = NewProduct::parse(&req.body)?;
     let project_id = req.project_id();
-    let id = IdKind::Product.generate();
+    let id = req.new_object_id(IdKind::Product);
+    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
+    if req.retried()
+        && let Some(done) = app.store.get_product(project_id, &id).await?
+    {
+        return Ok(ApiResponse::created(json!({"product": done.to_json()})));
+    }
     let now = clock::now_epoch();
     let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
     let stripe = app.stripe_for(&req.principal.team_id).await?;

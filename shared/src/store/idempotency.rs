@@ -16,8 +16,14 @@ const STALE_SECS: i64 = 120;
 /// What the store knows of a key when a request arrives with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
-    /// First use: the request runs.
-    Claimed,
+    /// The request runs. `object_id` is the ID its create gives the new object: the one
+    /// the claim was made with, or, when it takes over the claim of an attempt that never
+    /// finished (`taken_over`), the one that attempt used, so the retry makes (or finds)
+    /// the very same object, in Stripe and here, instead of a second one.
+    Claimed {
+        object_id: Option<String>,
+        taken_over: bool,
+    },
     /// Answered before: replay this status and body.
     Replay { status: u16, body: String },
     /// Used with another request.
@@ -59,19 +65,20 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 }
 
 impl Store {
-    /// Claims `idempotency_key` for a request whose fingerprint is `fingerprint`, or says
-    /// what became of its earlier use.
+    /// Claims `idempotency_key` for a request whose fingerprint is `fingerprint` and whose
+    /// create would give its object `object_id`, or says what became of its earlier use.
     pub async fn claim_idempotency_key(
         &self,
         scope: IdempotencyScope<'_>,
         idempotency_key: &str,
         fingerprint: &str,
+        object_id: Option<&str>,
         now: i64,
     ) -> Result<IdempotencyClaim, ApiError> {
         let (pk, sk) = key(scope, idempotency_key);
-        let item: Item = [
-            (keys::PK.to_owned(), s(pk)),
-            (keys::SK.to_owned(), s(sk)),
+        let mut item: Item = [
+            (keys::PK.to_owned(), s(&pk)),
+            (keys::SK.to_owned(), s(&sk)),
             (keys::ENTITY.to_owned(), s("idempotency_key")),
             ("state".to_owned(), s("pending")),
             ("fingerprint".to_owned(), s(fingerprint)),
@@ -79,27 +86,61 @@ impl Store {
             ("ttl".to_owned(), n(now + KEEP_SECS)),
         ]
         .into();
+        if let Some(id) = object_id {
+            item.insert("objectId".to_owned(), s(id));
+        }
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(
-                "attribute_not_exists(pk) OR #ttl < :now OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
+                "attribute_not_exists(pk) OR #ttl < :now OR #state = :released OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
             )
+            .expression_attribute_values(":released", s("released"))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":fp", s(fingerprint))
             .expression_attribute_values(":stale", n(now - STALE_SECS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .return_values_on_condition_check_failure(
                 aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
             )
             .send()
             .await;
         let existing = match result {
-            Ok(_) => return Ok(IdempotencyClaim::Claimed),
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                // A released or stale claim of this very request, taken over: its object ID
+                // is kept (an expired one's is not: that attempt is a day old).
+                let unfinished = matches!(text(&old, "state").as_deref(), Some("pending" | "released"))
+                    && number(&old, "ttl").is_some_and(|ttl| ttl >= now);
+                let earlier = (unfinished
+                    && text(&old, "fingerprint").as_deref() == Some(fingerprint))
+                .then(|| text(&old, "objectId"))
+                .flatten();
+                let Some(earlier) = earlier else {
+                    return Ok(IdempotencyClaim::Claimed {
+                        object_id: object_id.map(str::to_owned),
+                        taken_over: false,
+                    });
+                };
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key_item((pk, sk))))
+                    .update_expression("SET objectId = :id")
+                    .expression_attribute_values(":id", s(&earlier))
+                    .send()
+                    .await
+                    .map_err(dynamo_error)?;
+                return Ok(IdempotencyClaim::Claimed {
+                    object_id: Some(earlier),
+                    taken_over: true,
+                });
+            }
             Err(err) if is_conditional_failure(&err) => match err.into_service_error() {
                 aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e) => {
                     e.item.unwrap_or_default()
@@ -194,7 +235,10 @@ impl Store {
         Ok(())
     }
 
-    /// Gives a claim up (the request failed on our side), so a retry runs again.
+    /// Gives a claim up (the request failed on our side), so a retry runs again at once. The
+    /// claim is kept, released, with its object ID: the failed attempt may have left its
+    /// object in Stripe (its undo failing too), and the retry of the same request makes
+    /// that same object instead of a second one.
     pub async fn release_idempotency_key(
         &self,
         scope: IdempotencyScope<'_>,
@@ -202,12 +246,14 @@ impl Store {
     ) {
         let result = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key_item(key(scope, idempotency_key))))
+            .update_expression("SET #state = :released")
             .condition_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":released", s("released"))
             .send()
             .await;
         if let Err(err) = result

@@ -699,7 +699,7 @@ fn parameters() -> Value {
             "name": "Idempotency-Key",
             "in": "header",
             "required": false,
-            "description": "Makes a create safe to retry: the first request with a key runs, a retry of the same request (same route and body) within 24 hours replays its answer (with `Idempotent-Replayed: true`), the same key with another request is 400 `idempotency_error`, and one still running is 409 `idempotency_in_progress`.",
+            "description": "Makes a create safe to retry: the first request with a key runs, a retry of the same request (same route and body) within 24 hours replays its answer (with `Idempotent-Replayed: true`), the same key with another request is 400 `idempotency_error`, and one still running is 409 `idempotency_in_progress`. A retry of a request that failed, or never finished, makes the same object its first attempt began (in Stripe too), never a second one.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
         },
     })
