@@ -584,10 +584,13 @@ where
         })
         .unwrap_or_default();
 
+    let deadline = request
+        .lambda_context_ref()
+        .and_then(|ctx| crate::deadline::from_lambda(ctx.deadline));
     let result = match matched {
         // Boxed: one allocation per request keeps the nesting of async types shallow
         // enough for rustc's layout queries wherever this future is awaited.
-        Ok(matched) => Box::pin(run(matched, request)).await,
+        Ok(matched) => crate::deadline::scope(deadline, Box::pin(run(matched, request))).await,
         Err(err) => Err(err),
     };
 

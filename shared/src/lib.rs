@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod http;
 pub mod ids;

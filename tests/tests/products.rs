@@ -945,3 +945,65 @@ async fn a_retry_of_a_create_that_failed_midway_makes_the_same_object_once() {
     let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
     assert_eq!(list["products"].as_array().unwrap().len(), 1);
 }
+
+/// Every Stripe attempt, and every retry, ends inside the invocation's deadline, however the
+/// calls add up (issue #10, item 7): a retry that could not end in time is not started,
+/// and an attempt is cut at the deadline rather than at its own 8 s.
+#[tokio::test]
+async fn stripe_calls_stop_inside_the_invocations_deadline() {
+    use billstack::lambda_http::RequestExt;
+    use std::time::Duration;
+    let env = TestEnv::new().await;
+    let auth = format!("Bearer {}", env.key);
+    let send = |left_ms: Option<u64>| {
+        let mut context = billstack::lambda_http::Context::default();
+        if let Some(left) = left_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            context.deadline = now + left;
+        }
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(env.path("products"))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(billstack::lambda_http::Body::Text(
+                json!({"name": "In time"}).to_string(),
+            ))
+            .unwrap()
+            .with_lambda_context(context);
+        billstack_tests::send(&env.app, request)
+    };
+    let creates = || env.stripe.request_count("POST /v1/products");
+
+    // Stripe answers 500 after a second, every time. With no deadline (a local call) the
+    // create is tried twice, as always.
+    env.stripe.inject_fault(
+        Fault::new("POST /v1/products", 500)
+            .with_delay(Duration::from_millis(1000))
+            .with_times(10),
+    );
+    let (status, answer) = send(None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(creates(), 2);
+    // With 1.6 s left, 1.1 s once the answer's reserve is kept: after the first failure no
+    // retry could end in time, so the failure is answered.
+    let (status, answer) = send(Some(1600)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(creates(), 3, "one attempt, no retry");
+
+    // Stripe takes 5 s: the attempt is cut at the deadline, and not retried.
+    env.stripe.clear_faults();
+    env.stripe.inject_fault(
+        Fault::new("POST /v1/products", 0)
+            .with_delay(Duration::from_millis(5000))
+            .with_times(1),
+    );
+    let (status, answer) = send(Some(2000)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(creates(), 4, "cut, not retried");
+    let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
+    assert_eq!(list["products"], json!([]));
+}

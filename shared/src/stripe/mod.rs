@@ -3,7 +3,9 @@
 //!
 //! Calls carry a per-attempt timeout and are retried once on a transient failure with the
 //! same idempotency key (derived by the caller from the BillStack ID), so a retry can never
-//! create a second object. Both attempts fit inside the function's own timeout.
+//! create a second object. Every attempt ends, and a retry starts only if it can end,
+//! within what is left of the invocation ([`crate::deadline`]), however many calls a
+//! request makes in a row.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,12 +31,16 @@ pub use transport::StripeHttp;
 
 type Client = StripeHttp;
 
+use crate::deadline;
 use crate::error::ApiError;
 use crate::secrets::Secret;
 
 /// How many times a call is tried in all on a transient failure.
 const ATTEMPTS: u32 = 2;
 const BACKOFF: Duration = Duration::from_millis(250);
+/// What a retry needs left before the invocation's deadline to be worth starting: its
+/// pause and a short attempt. With less, the first failure is answered.
+const RETRY_NEEDS: Duration = Duration::from_millis(1250);
 
 /// A Stripe customer as BillStack needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +260,9 @@ impl StripeGateway {
         loop {
             match send(strategy.clone()).await {
                 Ok(value) => return Ok(value),
-                Err(err) if attempt < ATTEMPTS && transient(&err) => {
+                Err(err)
+                    if attempt < ATTEMPTS && transient(&err) && deadline::allows(RETRY_NEEDS) =>
+                {
                     tracing::info!(attempt, error = %err, "retrying a stripe call");
                     attempt += 1;
                     // A kept-alive connection the far end closed while the function was
@@ -307,7 +315,11 @@ impl StripeGateway {
                     return Ok((value["deleted"] != true).then_some(value));
                 }
                 Err(StripeError::Stripe(_, 404)) => return Ok(None),
-                Err(err) if attempt < ATTEMPTS && transient(&err) => attempt += 1,
+                Err(err)
+                    if attempt < ATTEMPTS && transient(&err) && deadline::allows(RETRY_NEEDS) =>
+                {
+                    attempt += 1
+                }
                 Err(err) => return Err(stripe_error(err)),
             }
         }

@@ -141,7 +141,10 @@ impl StripeHttp {
     /// `GET /v1{path}[?query]` once: the body of a 2xx answer, or Stripe's error.
     pub async fn get_raw(&self, path: &str, query: Option<&str>) -> Result<Bytes, StripeError> {
         let request = self.request(StripeMethod::Get, path, query, None, None)?;
-        match self.attempt(request, self.timeout).await? {
+        match self
+            .attempt(request, crate::deadline::cap(self.timeout))
+            .await?
+        {
             (status, _, body) if status.is_success() => Ok(body),
             (status, _, body) => Err(api_error(status, &body)),
         }
@@ -226,7 +229,10 @@ impl StripeClient for StripeHttp {
                 }
             }
             tries += 1;
-            match self.attempt(http_request.clone(), timeout).await {
+            match self
+                .attempt(http_request.clone(), crate::deadline::cap(timeout))
+                .await
+            {
                 Ok((status, _, body)) if status.is_success() => return Ok(body),
                 Ok((status, should_retry, body)) => {
                     last_status = Some(status.as_u16());
