@@ -946,35 +946,53 @@ async fn a_retry_of_a_create_that_failed_midway_makes_the_same_object_once() {
     assert_eq!(list["products"].as_array().unwrap().len(), 1);
 }
 
+/// A request as Lambda hands it over with `left_ms` milliseconds left of the invocation (or
+/// no deadline, as outside Lambda).
+async fn call_within(
+    env: &TestEnv,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    left_ms: Option<u64>,
+) -> (StatusCode, Value) {
+    use billstack::lambda_http::RequestExt;
+    let mut context = billstack::lambda_http::Context::default();
+    if let Some(left) = left_ms {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        context.deadline = now + left;
+    }
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", env.key))
+        .header("content-type", "application/json")
+        .body(body.map_or(billstack::lambda_http::Body::Empty, |b| {
+            billstack::lambda_http::Body::Text(b.to_string())
+        }))
+        .unwrap()
+        .with_lambda_context(context);
+    billstack_tests::send(&env.app, request).await
+}
+
 /// Every Stripe attempt, and every retry, ends inside the invocation's deadline, however the
 /// calls add up (issue #10, item 7): a retry that could not end in time is not started,
 /// and an attempt is cut at the deadline rather than at its own 8 s.
 #[tokio::test]
 async fn stripe_calls_stop_inside_the_invocations_deadline() {
-    use billstack::lambda_http::RequestExt;
     use std::time::Duration;
     let env = TestEnv::new().await;
-    let auth = format!("Bearer {}", env.key);
-    let send = |left_ms: Option<u64>| {
-        let mut context = billstack::lambda_http::Context::default();
-        if let Some(left) = left_ms {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64;
-            context.deadline = now + left;
-        }
-        let request = http::Request::builder()
-            .method(Method::POST)
-            .uri(env.path("products"))
-            .header("authorization", &auth)
-            .header("content-type", "application/json")
-            .body(billstack::lambda_http::Body::Text(
-                json!({"name": "In time"}).to_string(),
-            ))
-            .unwrap()
-            .with_lambda_context(context);
-        billstack_tests::send(&env.app, request)
+    let path = env.path("products");
+    let send = |left_ms| {
+        call_within(
+            &env,
+            Method::POST,
+            &path,
+            Some(json!({"name": "In time"})),
+            left_ms,
+        )
     };
     let creates = || env.stripe.request_count("POST /v1/products");
 
@@ -1006,4 +1024,70 @@ async fn stripe_calls_stop_inside_the_invocations_deadline() {
     assert_eq!(creates(), 4, "cut, not retried");
     let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
     assert_eq!(list["products"], json!([]));
+}
+
+/// A product with more prices than one invocation can deactivate is deleted all the same:
+/// each attempt goes on where the last stopped, answers 503 while prices are left, and
+/// calls Stripe once per price in all (issue #10, item 3).
+#[tokio::test]
+async fn a_product_with_many_prices_is_deleted_over_several_attempts() {
+    use std::time::Duration;
+    let env = TestEnv::new().await;
+    let product = create_product(&env, json!({"name": "Crowded"})).await;
+    let product_id = product["id"].as_str().unwrap();
+    for amount in 0..12 {
+        create_price(&env, product_id, 100 + amount).await;
+    }
+    // Each deactivation takes Stripe 200 ms; an invocation has 2.5 s (2 s after its
+    // answer's reserve), so a few fit in each.
+    env.stripe.inject_fault(
+        Fault::new("POST /v1/prices/:id", 0)
+            .with_delay(Duration::from_millis(200))
+            .with_times(100),
+    );
+    let path = item(&env, "products", &product["id"]);
+    let mut attempts = Vec::new();
+    loop {
+        let (status, answer) = call_within(&env, Method::DELETE, &path, None, Some(2500)).await;
+        attempts.push(status);
+        if status == StatusCode::OK || attempts.len() == 20 {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("retry the delete"),
+            "{answer}"
+        );
+    }
+    assert_eq!(attempts.last(), Some(&StatusCode::OK), "{attempts:?}");
+    assert!(
+        attempts.len() >= 2,
+        "it took more than one invocation: {attempts:?}"
+    );
+    assert_eq!(
+        env.stripe.request_count("POST /v1/prices/:id"),
+        12,
+        "each price deactivated once, never again on a retry"
+    );
+    assert!(env.stripe.prices().iter().all(|p| p["active"] == false));
+    let stripe_product = env
+        .stripe
+        .product(product["stripeProductId"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stripe_product["active"], false);
+    assert_eq!(
+        env.call(Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, prices) = env
+        .call(
+            Method::GET,
+            &format!("{}?activeOnly=false", env.path("prices")),
+            None,
+        )
+        .await;
+    assert_eq!(prices["prices"], json!([]));
 }

@@ -4,6 +4,7 @@
 
 use billstack::App;
 use billstack::clock;
+use billstack::deadline;
 use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
 use billstack::ids::IdKind;
@@ -19,6 +20,8 @@ use serde_json::json;
 
 pub const MAX_NAME_LEN: usize = 250;
 pub const MAX_DESCRIPTION_LEN: usize = 5000;
+/// What one step of a delete (a Stripe call and our write) needs left of the invocation.
+const DELETE_STEP: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Answers every products route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -300,19 +303,33 @@ async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         .store
         .prices_of_product(&product.project_id, &product.id)
         .await?;
-    for price in &prices {
+    // Each price is deactivated once: a price inactive in our record is inactive in Stripe
+    // (we write it so only after Stripe did), so a retried delete goes on where the last
+    // attempt stopped. Each step must fit in what is left of the invocation; when the next
+    // one would not, the attempt answers 503 with what it did, and its retry continues.
+    let active: Vec<_> = prices.iter().filter(|p| p.is_active).collect();
+    for (done, price) in active.iter().enumerate() {
+        if !deadline::allows(DELETE_STEP) {
+            let left = active.len() - done;
+            return Err(ApiError::unavailable(format!(
+                "Deleting this product takes more than one request: {left} of its prices are still to be deactivated in Stripe; retry the delete to continue"
+            )));
+        }
         let key = update_key(&price.id, price.version, &"archive");
         stripe
             .update_price(&price.stripe_price_id, Some(false), None, &key)
             .await?;
-        if price.is_active {
-            let mut inactive = price.clone();
-            inactive.is_active = false;
-            inactive.updated_at = clock::now_epoch().max(price.updated_at);
-            inactive.stripe_synced_at = inactive.updated_at.max(price.stripe_synced_at);
-            inactive.version = price.version + 1;
-            app.store.replace_price(&inactive, price.version).await?;
-        }
+        let mut inactive = (*price).clone();
+        inactive.is_active = false;
+        inactive.updated_at = clock::now_epoch().max(price.updated_at);
+        inactive.stripe_synced_at = inactive.updated_at.max(price.stripe_synced_at);
+        inactive.version = price.version + 1;
+        app.store.replace_price(&inactive, price.version).await?;
+    }
+    if !deadline::allows(DELETE_STEP) {
+        return Err(ApiError::unavailable(
+            "Deleting this product takes more than one request: its prices are deactivated; retry the delete to finish it",
+        ));
     }
     let archive = ProductChanges {
         active: Some(false),
