@@ -999,3 +999,60 @@ async fn a_delete_racing_an_email_change_frees_the_email_the_customer_has() {
         assert_eq!(status, StatusCode::CREATED, "{email}: {body}");
     }
 }
+
+/// An email change whose write loses to another PATCH must put the Stripe customer back
+/// (issue #10, item 5): else Stripe keeps an email our table does not give the customer,
+/// and a later create of that email links to this same Stripe customer (two customers of
+/// ours, one Stripe customer). The proxy holds the loser's write while the winner runs.
+#[tokio::test]
+async fn an_email_change_that_loses_its_write_puts_stripe_back() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let customer = env
+        .create(
+            "customers",
+            json!({"email": "kept@example.com", "name": "Start"}),
+        )
+        .await;
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap().to_owned();
+    let path = format!(
+        "{}/{}",
+        env.path("customers"),
+        customer["id"].as_str().unwrap()
+    );
+
+    let mut hold = env.dynamo.hold_next("TransactWriteItems");
+    let loser = tokio::spawn({
+        let (env, path) = (env.clone(), path.clone());
+        async move {
+            env.call(
+                Method::PATCH,
+                &path,
+                Some(json!({"email": "lost@example.com"})),
+            )
+            .await
+        }
+    });
+    hold.reached().await;
+    assert_eq!(
+        env.stripe.customer(&stripe_id).unwrap()["email"],
+        "lost@example.com"
+    );
+    let (status, won) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "Winner"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{won}");
+    hold.release();
+    let (status, lost) = loser.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{lost}");
+
+    let in_stripe = env.stripe.customer(&stripe_id).unwrap();
+    assert_eq!(in_stripe["email"], "kept@example.com");
+    assert_eq!(in_stripe["name"], "Winner");
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["customer"]["email"], "kept@example.com");
+    // The lost email is free, and a customer made with it gets a Stripe customer of its own.
+    let other = env
+        .create("customers", json!({"email": "lost@example.com"}))
+        .await;
+    assert_ne!(other["stripeCustomerId"].as_str(), Some(stripe_id.as_str()));
+}

@@ -567,3 +567,41 @@ async fn concurrent_price_creates_for_one_product_are_never_a_500() {
     created.sort();
     assert_eq!(active, created);
 }
+
+/// A price PATCH whose write loses puts Stripe back to the winner's state (issue #10, item
+/// 5): both read the price, the first changes Stripe and writes first, the second changes
+/// Stripe last and loses its write; each is held at its write until the test lets it go.
+#[tokio::test]
+async fn a_price_patch_that_loses_its_write_puts_stripe_back() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let product_id = product(&env, "P").await;
+    let price = create(
+        &env,
+        json!({"productId": product_id, "unitAmount": 500, "currency": "usd", "interval": "month"}),
+    )
+    .await;
+    let stripe_id = price["stripePriceId"].as_str().unwrap().to_owned();
+    let path = item(&env, &price["id"]);
+    let patch = |body: Value| {
+        let (env, path) = (env.clone(), path.clone());
+        tokio::spawn(async move { env.call(Method::PATCH, &path, Some(body)).await })
+    };
+    let mut first_write = env.dynamo.hold_next("PutItem");
+    let first = patch(json!({"metadata": {"tier": "first"}}));
+    first_write.reached().await;
+    let mut second_write = env.dynamo.hold_next("PutItem");
+    let second = patch(json!({"isActive": false, "metadata": {"tier": "second"}}));
+    second_write.reached().await;
+    first_write.release();
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    second_write.release();
+    let (status, lost) = second.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{lost}");
+
+    let in_stripe = env.stripe.price(&stripe_id).unwrap();
+    assert_eq!(in_stripe["active"], true, "the winner left it active");
+    assert_eq!(in_stripe["metadata"]["tier"], "first");
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["price"]["metadata"], json!({"tier": "first"}));
+    assert_eq!(got["price"]["isActive"], true);
+}

@@ -1091,3 +1091,67 @@ async fn a_product_with_many_prices_is_deleted_over_several_attempts() {
         .await;
     assert_eq!(prices["prices"], json!([]));
 }
+
+/// Stripe is changed before our table, so a PATCH whose write loses must put Stripe back
+/// (issue #10, item 5): to the winner's values when another PATCH won, archived when a
+/// delete won.
+#[tokio::test]
+async fn a_patch_that_loses_its_write_puts_stripe_back() {
+    use std::time::Duration;
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let product = create_product(&env, json!({"name": "Start"})).await;
+    let stripe_id = product["stripeProductId"].as_str().unwrap().to_owned();
+    let path = item(&env, "products", &product["id"]);
+    let patch = |body: Value| {
+        let (env, path) = (env.clone(), path.clone());
+        tokio::spawn(async move { env.call(Method::PATCH, &path, Some(body)).await })
+    };
+
+    // Two renames, both read before either writes: the first changes Stripe first and
+    // writes first; the second changes Stripe last and loses its write. Each is held at
+    // its write (a pause point) until the test lets it go.
+    let mut first_write = env.dynamo.hold_next("PutItem");
+    let first = patch(json!({"name": "First"}));
+    first_write.reached().await;
+    let mut second_write = env.dynamo.hold_next("PutItem");
+    let second = patch(json!({"name": "Second"}));
+    second_write.reached().await;
+    assert_eq!(env.stripe.product(&stripe_id).unwrap()["name"], "Second");
+    first_write.release();
+    let (status, won) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{won}");
+    second_write.release();
+    let (status, lost) = second.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{lost}");
+    assert_eq!(
+        env.stripe.product(&stripe_id).unwrap()["name"],
+        "First",
+        "the winner's name"
+    );
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["product"]["name"], "First");
+
+    // An archived product re-activated in Stripe by a PATCH that a delete beats (the
+    // PATCH read it first; its Stripe call, held 2 s by the emulator, lands after the
+    // delete's archive) ends archived.
+    let (status, _) = env
+        .call(Method::PATCH, &path, Some(json!({"isActive": false})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    env.stripe.inject_fault(
+        Fault::new(format!("POST /v1/products/{stripe_id}"), 0)
+            .with_delay(Duration::from_millis(2000))
+            .with_timing(FaultTiming::BeforeApply),
+    );
+    let loser = patch(json!({"isActive": true}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, deleted) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, lost) = loser.await.unwrap();
+    assert!(status.is_client_error(), "{status} {lost}");
+    assert_eq!(env.stripe.product(&stripe_id).unwrap()["active"], false);
+    assert_eq!(
+        env.call(Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -285,35 +285,43 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     if email_changed {
         app.store.reserve_email(&reservation, now).await?;
     }
-    let result = async {
-        push_to_stripe(&stripe, &current, &next).await?;
-        next.updated_at = now.max(current.updated_at);
-        next.stripe_synced_at = now.max(current.stripe_synced_at);
-        next.version = current.version + 1;
-        app.store
-            .replace_customer(
-                &next,
-                current.version,
-                email_changed.then_some((current.email.as_str(), &reservation)),
-            )
-            .await
-    }
-    .await;
-    if let Err(err) = result {
+    let release = || async {
         if email_changed {
             app.store.release_email(&reservation).await;
         }
+    };
+    if let Err(err) = push_to_stripe(&stripe, &current, &next, current.version, "update").await {
+        release().await;
+        return Err(err);
+    }
+    next.updated_at = now.max(current.updated_at);
+    next.stripe_synced_at = now.max(current.stripe_synced_at);
+    next.version = current.version + 1;
+    let written = app
+        .store
+        .replace_customer(
+            &next,
+            current.version,
+            email_changed.then_some((current.email.as_str(), &reservation)),
+        )
+        .await;
+    if let Err(err) = written {
+        release().await;
+        undo_in_stripe(app, &stripe, &current, &next).await;
         return Err(err);
     }
     Ok(ApiResponse::ok(json!({"customer": next.to_json()})))
 }
 
-/// Sends what changed to Stripe. Metadata replaces: the Stripe customer ends with exactly
-/// the new keys plus ours, including keys set in Stripe behind our back.
+/// Makes the Stripe customer, which holds `current`, hold `next` instead. Metadata
+/// replaces: the Stripe customer ends with exactly the new keys plus ours, including keys
+/// set in Stripe behind our back.
 async fn push_to_stripe(
     stripe: &StripeGateway,
     current: &Customer,
     next: &Customer,
+    version: u64,
+    why: &str,
 ) -> Result<(), ApiError> {
     let ours = our_metadata(&current.project_id, &current.id);
     let changes = CustomerChanges {
@@ -323,12 +331,12 @@ async fn push_to_stripe(
             .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys())),
     };
     // Derived from the record's version and the change itself: a retry of the same change
-    // replays in Stripe, a different change gets its own key.
-    let key = update_key(
-        &current.id,
-        current.version,
-        &(&changes.email, &changes.name, sorted(&changes.metadata)),
-    );
+    // replays in Stripe, a different change gets its own key (an undo names itself).
+    let change = (&changes.email, &changes.name, sorted(&changes.metadata));
+    let key = match why {
+        "update" => update_key(&current.id, version, &change),
+        _ => update_key(&current.id, version, &(why, change)),
+    };
     let updated = stripe
         .update_customer(&current.stripe_customer_id, &changes, &key)
         .await?;
@@ -349,6 +357,36 @@ async fn push_to_stripe(
         }
     }
     Ok(())
+}
+
+/// After Stripe took `pushed` but our write of it failed (another request changed the
+/// customer meanwhile, or DynamoDB failed): puts Stripe back to what our table holds now,
+/// so that Stripe never keeps a loser's values, nor an email our table does not give the
+/// customer (which a later create of that email would link to). A customer deleted
+/// meanwhile keeps its Stripe customer as it is, as every delete does. Best effort: a
+/// failure is logged.
+async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Customer, pushed: &Customer) {
+    let truth = match app
+        .store
+        .get_customer(&current.project_id, &current.id)
+        .await
+    {
+        Ok(Some(customer)) => customer,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(
+                code = err.code,
+                "could not read the customer to undo a change in Stripe"
+            );
+            return;
+        }
+    };
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+        tracing::warn!(
+            code = err.code,
+            "could not undo a customer change in Stripe"
+        );
+    }
 }
 
 async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {

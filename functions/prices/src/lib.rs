@@ -15,7 +15,7 @@ use billstack::input::{
 };
 use billstack::model::{Interval, Price, PriceType};
 use billstack::routing::{Action, Resource};
-use billstack::stripe::{NewStripePrice, sorted, update_key};
+use billstack::stripe::{NewStripePrice, StripeGateway, sorted, update_key};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -365,23 +365,49 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         return Ok(ApiResponse::ok(json!({"price": current.to_json()})));
     }
     let stripe = app.stripe_for(&req.principal.team_id).await?;
+    push_to_stripe(&stripe, &current, &next, current.version, "update").await?;
+    next.updated_at = clock::now_epoch().max(current.updated_at);
+    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
+    next.version = current.version + 1;
+    if let Err(err) = app.store.replace_price(&next, current.version).await {
+        undo_in_stripe(app, &stripe, &current, &next).await;
+        return Err(err);
+    }
+    Ok(ApiResponse::ok(json!({"price": next.to_json()})))
+}
+
+/// Makes the Stripe price, which holds `from`, hold `to` instead (only `active` and
+/// metadata change; metadata replaces). The idempotency key derives from the record's
+/// `version`, `why` and the change.
+async fn push_to_stripe(
+    stripe: &StripeGateway,
+    from: &Price,
+    to: &Price,
+    version: u64,
+    why: &str,
+) -> Result<(), ApiError> {
     let ours = [
-        ("project_id", current.project_id.as_str()),
-        ("billstack_id", current.id.as_str()),
+        ("project_id", from.project_id.as_str()),
+        ("billstack_id", from.id.as_str()),
     ];
-    let active = (next.is_active != current.is_active).then_some(next.is_active);
-    let metadata = (next.metadata != current.metadata)
-        .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys()));
-    let key = update_key(&current.id, current.version, &(active, sorted(&metadata)));
+    let active = (to.is_active != from.is_active).then_some(to.is_active);
+    let metadata = (to.metadata != from.metadata)
+        .then(|| stripe_metadata_replacing(&to.metadata, &ours, from.metadata.keys()));
+    let change = (active, sorted(&metadata));
+    // An update's key stays what it always was; an undo's names itself.
+    let key = match why {
+        "update" => update_key(&from.id, version, &change),
+        _ => update_key(&from.id, version, &(why, change)),
+    };
     let updated = stripe
-        .update_price(&current.stripe_price_id, active, metadata.clone(), &key)
+        .update_price(&from.stripe_price_id, active, metadata.clone(), &key)
         .await?;
     if metadata.is_some() {
-        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
+        let extra = unwanted_stripe_keys(&updated.metadata, &to.metadata);
         if !extra.is_empty() {
             stripe
                 .update_price(
-                    &current.stripe_price_id,
+                    &from.stripe_price_id,
                     None,
                     Some(extra),
                     &format!("{key}_cleanup"),
@@ -389,11 +415,30 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
                 .await?;
         }
     }
-    next.updated_at = clock::now_epoch().max(current.updated_at);
-    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
-    next.version = current.version + 1;
-    app.store.replace_price(&next, current.version).await?;
-    Ok(ApiResponse::ok(json!({"price": next.to_json()})))
+    Ok(())
+}
+
+/// After Stripe took `pushed` but our write of it failed (another request changed or
+/// deleted the price meanwhile, or DynamoDB failed): puts Stripe back to what our table
+/// holds now, deactivated if the price is gone. Best effort: a failure is logged.
+async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Price, pushed: &Price) {
+    let truth = match app.store.get_price(&current.project_id, &current.id).await {
+        Ok(Some(price)) => price,
+        Ok(None) => Price {
+            is_active: false,
+            ..pushed.clone()
+        },
+        Err(err) => {
+            tracing::warn!(
+                code = err.code,
+                "could not read the price to undo a change in Stripe"
+            );
+            return;
+        }
+    };
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+        tracing::warn!(code = err.code, "could not undo a price change in Stripe");
+    }
 }
 
 /// Deactivates the price in Stripe (Stripe keeps prices forever), then removes ours.

@@ -14,7 +14,7 @@ use billstack::input::{
 };
 use billstack::model::Product;
 use billstack::routing::{Action, Resource};
-use billstack::stripe::{ProductChanges, sorted, update_key};
+use billstack::stripe::{ProductChanges, StripeGateway, sorted, update_key};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -238,52 +238,95 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         return Ok(ApiResponse::ok(json!({"product": current.to_json()})));
     }
     let stripe = app.stripe_for(&req.principal.team_id).await?;
+    push_to_stripe(&stripe, &current, &next, current.version, "update").await?;
+    next.updated_at = clock::now_epoch().max(current.updated_at);
+    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
+    next.version = current.version + 1;
+    if let Err(err) = app.store.replace_product(&next, current.version).await {
+        undo_in_stripe(app, &stripe, &current, &next).await;
+        return Err(err);
+    }
+    Ok(ApiResponse::ok(json!({"product": next.to_json()})))
+}
+
+/// Makes the Stripe product, which holds `from`, hold `to` instead (metadata replaces: keys
+/// set in Stripe behind our back go too). The idempotency key derives from the record's
+/// `version`, `why` and the change, so a retry replays and another change gets its own.
+async fn push_to_stripe(
+    stripe: &StripeGateway,
+    from: &Product,
+    to: &Product,
+    version: u64,
+    why: &str,
+) -> Result<(), ApiError> {
     let ours = [
-        ("project_id", current.project_id.as_str()),
-        ("billstack_id", current.id.as_str()),
+        ("project_id", from.project_id.as_str()),
+        ("billstack_id", from.id.as_str()),
     ];
     let changes = ProductChanges {
-        name: (next.name != current.name).then(|| next.name.clone()),
-        description: (next.description != current.description).then(|| next.description.clone()),
-        active: (next.is_active != current.is_active).then_some(next.is_active),
-        metadata: (next.metadata != current.metadata)
-            .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys())),
+        name: (to.name != from.name).then(|| to.name.clone()),
+        description: (to.description != from.description).then(|| to.description.clone()),
+        active: (to.is_active != from.is_active).then_some(to.is_active),
+        metadata: (to.metadata != from.metadata)
+            .then(|| stripe_metadata_replacing(&to.metadata, &ours, from.metadata.keys())),
     };
-    let key = update_key(
-        &current.id,
-        current.version,
-        &(
-            &changes.name,
-            &changes.description,
-            changes.active,
-            sorted(&changes.metadata),
-        ),
+    let change = (
+        &changes.name,
+        &changes.description,
+        changes.active,
+        sorted(&changes.metadata),
     );
+    // An update's key stays what it always was; an undo's names itself.
+    let key = match why {
+        "update" => update_key(&from.id, version, &change),
+        _ => update_key(&from.id, version, &(why, change)),
+    };
     let updated = stripe
-        .update_product(&current.stripe_product_id, &changes, &key)
+        .update_product(&from.stripe_product_id, &changes, &key)
         .await?;
-    // Keys set in Stripe behind our back go too: metadata replaces.
     if changes.metadata.is_some() {
-        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
+        let extra = unwanted_stripe_keys(&updated.metadata, &to.metadata);
         if !extra.is_empty() {
             let cleanup = ProductChanges {
                 metadata: Some(extra),
                 ..ProductChanges::default()
             };
             stripe
-                .update_product(
-                    &current.stripe_product_id,
-                    &cleanup,
-                    &format!("{key}_cleanup"),
-                )
+                .update_product(&from.stripe_product_id, &cleanup, &format!("{key}_cleanup"))
                 .await?;
         }
     }
-    next.updated_at = clock::now_epoch().max(current.updated_at);
-    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
-    next.version = current.version + 1;
-    app.store.replace_product(&next, current.version).await?;
-    Ok(ApiResponse::ok(json!({"product": next.to_json()})))
+    Ok(())
+}
+
+/// After Stripe took `pushed` but our write of it failed (another request changed or
+/// deleted the product meanwhile, or DynamoDB failed): puts Stripe back to what our table
+/// holds now, archived if the product is gone or being deleted, so that Stripe never keeps
+/// a loser's values or an object we deleted active again. Best effort: a failure is logged,
+/// and the record (with its `stripeSyncedAt`) stays the truth a later write or backfill
+/// restores.
+async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Product, pushed: &Product) {
+    let truth = match app
+        .store
+        .get_product(&current.project_id, &current.id)
+        .await
+    {
+        Ok(Some(product)) if !product.deleting => product,
+        Ok(_) => Product {
+            is_active: false,
+            ..pushed.clone()
+        },
+        Err(err) => {
+            tracing::warn!(
+                code = err.code,
+                "could not read the product to undo a change in Stripe"
+            );
+            return;
+        }
+    };
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+        tracing::warn!(code = err.code, "could not undo a product change in Stripe");
+    }
 }
 
 /// Stripe first, our table last: a failure half way leaves our records in place (the
