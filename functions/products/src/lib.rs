@@ -312,7 +312,12 @@ async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Product, pu
         .await
     {
         Ok(Some(product)) if !product.deleting => product,
-        Ok(_) => Product {
+        // Being deleted: its own values, archived (the delete may have archived it).
+        Ok(Some(product)) => Product {
+            is_active: false,
+            ..product
+        },
+        Ok(None) => Product {
             is_active: false,
             ..pushed.clone()
         },
