@@ -14,7 +14,7 @@ use billstack::input::{
 use billstack::model::Customer;
 use billstack::routing::{Action, Resource};
 use billstack::store::EmailReservation;
-use billstack::stripe::{CustomerChanges, StripeCustomer, StripeGateway, sorted, update_key};
+use billstack::stripe::{CustomerChanges, StripeCustomer, StripeGateway, change_key, sorted};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -290,7 +290,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             app.store.release_email(&reservation).await;
         }
     };
-    if let Err(err) = push_to_stripe(&stripe, &current, &next, current.version, "update").await {
+    if let Err(err) = push_to_stripe(&stripe, &current, &next, current.version, false).await {
         release().await;
         return Err(err);
     }
@@ -321,7 +321,7 @@ async fn push_to_stripe(
     current: &Customer,
     next: &Customer,
     version: u64,
-    why: &str,
+    undo: bool,
 ) -> Result<(), ApiError> {
     let ours = our_metadata(&current.project_id, &current.id);
     let changes = CustomerChanges {
@@ -333,10 +333,7 @@ async fn push_to_stripe(
     // Derived from the record's version and the change itself: a retry of the same change
     // replays in Stripe, a different change gets its own key (an undo names itself).
     let change = (&changes.email, &changes.name, sorted(&changes.metadata));
-    let key = match why {
-        "update" => update_key(&current.id, version, &change),
-        _ => update_key(&current.id, version, &(why, change)),
-    };
+    let key = change_key(&current.id, version, undo, &change);
     let updated = stripe
         .update_customer(&current.stripe_customer_id, &changes, &key)
         .await?;
@@ -381,7 +378,7 @@ async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Customer, p
             return;
         }
     };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
         tracing::warn!(
             code = err.code,
             "could not undo a customer change in Stripe"

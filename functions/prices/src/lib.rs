@@ -15,7 +15,7 @@ use billstack::input::{
 };
 use billstack::model::{Interval, Price, PriceType};
 use billstack::routing::{Action, Resource};
-use billstack::stripe::{NewStripePrice, StripeGateway, sorted, update_key};
+use billstack::stripe::{NewStripePrice, StripeGateway, change_key, sorted, update_key};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -365,7 +365,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         return Ok(ApiResponse::ok(json!({"price": current.to_json()})));
     }
     let stripe = app.stripe_for(&req.principal.team_id).await?;
-    push_to_stripe(&stripe, &current, &next, current.version, "update").await?;
+    push_to_stripe(&stripe, &current, &next, current.version, false).await?;
     next.updated_at = clock::now_epoch().max(current.updated_at);
     next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
     next.version = current.version + 1;
@@ -378,13 +378,13 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 
 /// Makes the Stripe price, which holds `from`, hold `to` instead (only `active` and
 /// metadata change; metadata replaces). The idempotency key derives from the record's
-/// `version`, `why` and the change.
+/// `version`, the change and whether it is an `undo`.
 async fn push_to_stripe(
     stripe: &StripeGateway,
     from: &Price,
     to: &Price,
     version: u64,
-    why: &str,
+    undo: bool,
 ) -> Result<(), ApiError> {
     let ours = [
         ("project_id", from.project_id.as_str()),
@@ -394,11 +394,7 @@ async fn push_to_stripe(
     let metadata = (to.metadata != from.metadata)
         .then(|| stripe_metadata_replacing(&to.metadata, &ours, from.metadata.keys()));
     let change = (active, sorted(&metadata));
-    // An update's key stays what it always was; an undo's names itself.
-    let key = match why {
-        "update" => update_key(&from.id, version, &change),
-        _ => update_key(&from.id, version, &(why, change)),
-    };
+    let key = change_key(&from.id, version, undo, &change);
     let updated = stripe
         .update_price(&from.stripe_price_id, active, metadata.clone(), &key)
         .await?;
@@ -436,7 +432,7 @@ async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Price, push
             return;
         }
     };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
         tracing::warn!(code = err.code, "could not undo a price change in Stripe");
     }
 }

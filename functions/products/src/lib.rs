@@ -14,7 +14,7 @@ use billstack::input::{
 };
 use billstack::model::Product;
 use billstack::routing::{Action, Resource};
-use billstack::stripe::{ProductChanges, StripeGateway, sorted, update_key};
+use billstack::stripe::{ProductChanges, StripeGateway, change_key, sorted, update_key};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -238,7 +238,7 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         return Ok(ApiResponse::ok(json!({"product": current.to_json()})));
     }
     let stripe = app.stripe_for(&req.principal.team_id).await?;
-    push_to_stripe(&stripe, &current, &next, current.version, "update").await?;
+    push_to_stripe(&stripe, &current, &next, current.version, false).await?;
     next.updated_at = clock::now_epoch().max(current.updated_at);
     next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
     next.version = current.version + 1;
@@ -251,13 +251,14 @@ async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 
 /// Makes the Stripe product, which holds `from`, hold `to` instead (metadata replaces: keys
 /// set in Stripe behind our back go too). The idempotency key derives from the record's
-/// `version`, `why` and the change, so a retry replays and another change gets its own.
+/// `version`, the change and whether it is an `undo`, so a retry replays and another
+/// change gets its own.
 async fn push_to_stripe(
     stripe: &StripeGateway,
     from: &Product,
     to: &Product,
     version: u64,
-    why: &str,
+    undo: bool,
 ) -> Result<(), ApiError> {
     let ours = [
         ("project_id", from.project_id.as_str()),
@@ -276,11 +277,7 @@ async fn push_to_stripe(
         changes.active,
         sorted(&changes.metadata),
     );
-    // An update's key stays what it always was; an undo's names itself.
-    let key = match why {
-        "update" => update_key(&from.id, version, &change),
-        _ => update_key(&from.id, version, &(why, change)),
-    };
+    let key = change_key(&from.id, version, undo, &change);
     let updated = stripe
         .update_product(&from.stripe_product_id, &changes, &key)
         .await?;
@@ -329,7 +326,7 @@ async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Product, pu
             return;
         }
     };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, "undo").await {
+    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
         tracing::warn!(code = err.code, "could not undo a product change in Stripe");
     }
 }

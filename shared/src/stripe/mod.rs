@@ -134,6 +134,16 @@ pub fn update_key(id: &str, version: u64, change: &impl std::fmt::Debug) -> Stri
     format!("bs_{id}_v{version}_{digest}")
 }
 
+/// The idempotency key of a change, as [`update_key`], or of the change that undoes one
+/// (Stripe took it but our write of it failed), which is a change of its own.
+pub fn change_key(id: &str, version: u64, undo: bool, change: &impl std::fmt::Debug) -> String {
+    if undo {
+        update_key(id, version, &("undo", change))
+    } else {
+        update_key(id, version, change)
+    }
+}
+
 /// Metadata as a sorted list, so a change's `Debug` text does not depend on map order.
 pub fn sorted(metadata: &Option<HashMap<String, String>>) -> Vec<(&String, &String)> {
     let mut pairs: Vec<_> = metadata.iter().flatten().collect();
