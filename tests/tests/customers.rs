@@ -1056,3 +1056,41 @@ async fn an_email_change_that_loses_its_write_puts_stripe_back() {
         .await;
     assert_ne!(other["stripeCustomerId"].as_str(), Some(stripe_id.as_str()));
 }
+
+/// A change Stripe took but our table could not (DynamoDB failing) is put back in Stripe:
+/// the record stays the truth, and Stripe agrees with it (issue #10, item 5).
+#[tokio::test]
+async fn an_update_whose_write_fails_puts_stripe_back() {
+    let env = TestEnv::new().await;
+    let customer = env
+        .create(
+            "customers",
+            json!({"email": "same@example.com", "name": "Before"}),
+        )
+        .await;
+    let stripe_id = customer["stripeCustomerId"].as_str().unwrap().to_owned();
+    let path = format!(
+        "{}/{}",
+        env.path("customers"),
+        customer["id"].as_str().unwrap()
+    );
+    env.dynamo.fail_next("TransactWriteItems", 3);
+    let (status, answer) = env
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "After", "email": "moved@example.com"})),
+        )
+        .await;
+    assert!(status.is_server_error(), "{status} {answer}");
+    let in_stripe = env.stripe.customer(&stripe_id).unwrap();
+    assert_eq!(in_stripe["name"], "Before");
+    assert_eq!(in_stripe["email"], "same@example.com");
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["customer"]["name"], "Before");
+    // The new email was released: another customer may take it.
+    let other = env
+        .create("customers", json!({"email": "moved@example.com"}))
+        .await;
+    assert_ne!(other["stripeCustomerId"].as_str(), Some(stripe_id.as_str()));
+}
