@@ -959,11 +959,7 @@ async fn a_delete_racing_an_email_change_frees_the_email_the_customer_has() {
     let customer = env
         .create("customers", json!({"email": "before@example.com"}))
         .await;
-    let path = format!(
-        "{}/{}",
-        env.path("customers"),
-        customer["id"].as_str().unwrap()
-    );
+    let path = item_path(&env, customer["id"].as_str().unwrap());
 
     let mut hold = env.dynamo.hold_next("TransactWriteItems");
     let delete = tokio::spawn({
@@ -1014,11 +1010,7 @@ async fn an_email_change_that_loses_its_write_puts_stripe_back() {
         )
         .await;
     let stripe_id = customer["stripeCustomerId"].as_str().unwrap().to_owned();
-    let path = format!(
-        "{}/{}",
-        env.path("customers"),
-        customer["id"].as_str().unwrap()
-    );
+    let path = item_path(&env, customer["id"].as_str().unwrap());
 
     let mut hold = env.dynamo.hold_next("TransactWriteItems");
     let loser = tokio::spawn({
@@ -1069,11 +1061,7 @@ async fn an_update_whose_write_fails_puts_stripe_back() {
         )
         .await;
     let stripe_id = customer["stripeCustomerId"].as_str().unwrap().to_owned();
-    let path = format!(
-        "{}/{}",
-        env.path("customers"),
-        customer["id"].as_str().unwrap()
-    );
+    let path = item_path(&env, customer["id"].as_str().unwrap());
     env.dynamo.fail_next("TransactWriteItems", 3);
     let (status, answer) = env
         .call(
