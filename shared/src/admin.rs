@@ -2,11 +2,12 @@
 //! the teams API, by `billstack-admin`, by the local server's seed and by tests, so all of
 //! them make records the same way.
 
-use crate::auth::{ApiKeyRecord, ApiKeySecret, Scope};
+use crate::auth::ApiKeySecret;
 use crate::clock;
-use crate::error::ApiError;
-use crate::ids::IdKind;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ApiKeyId, ProjectId, TeamId};
 use crate::input;
+use crate::model::{ApiKeyRecord, Scope};
 use crate::model::{Membership, Project, Role, Team};
 use crate::session::{MAX_USER_ID_LEN, Session};
 use crate::store::Store;
@@ -17,7 +18,7 @@ pub const MAX_NAME_LEN: usize = 256;
 fn new_team(name: &str, owner_count: u32) -> Result<Team, ApiError> {
     let now = clock::now_epoch();
     Ok(Team {
-        id: IdKind::Team.generate(),
+        id: TeamId::generate(),
         name: input::text("name", name, MAX_NAME_LEN)?,
         created_at: now,
         updated_at: now,
@@ -75,11 +76,11 @@ pub struct NewMember {
 /// Adds a member to a team; 409 `member_exists` if the user is one already.
 pub async fn add_member(
     store: &Store,
-    team_id: &str,
+    team_id: &TeamId,
     new: &NewMember,
 ) -> Result<Membership, ApiError> {
     let membership = Membership {
-        team_id: team_id.to_owned(),
+        team_id: team_id.clone(),
         user_id: user_id("userId", &new.user_id)?,
         role: new.role,
         email: new
@@ -93,23 +94,27 @@ pub async fn add_member(
     if store.add_member(&membership).await? {
         Ok(membership)
     } else {
-        Err(ApiError::conflict(
-            "member_exists",
+        Err(ApiError::new(
+            ErrorCode::MemberExists,
             format!("{} is a member of this team already", membership.user_id),
         )
         .with_param("userId"))
     }
 }
 
-pub async fn create_project(store: &Store, team_id: &str, name: &str) -> Result<Project, ApiError> {
+pub async fn create_project(
+    store: &Store,
+    team_id: &TeamId,
+    name: &str,
+) -> Result<Project, ApiError> {
     let name = input::text("name", name, MAX_NAME_LEN)?;
     if store.get_team(team_id).await?.is_none() {
         return Err(ApiError::not_found(format!("Team {team_id} not found")));
     }
     let now = clock::now_epoch();
     let project = Project {
-        id: IdKind::Project.generate(),
-        team_id: team_id.to_owned(),
+        id: ProjectId::generate(),
+        team_id: team_id.clone(),
         name,
         created_at: now,
         updated_at: now,
@@ -131,7 +136,7 @@ pub struct NewApiKey {
 /// Creates a key; the secret is returned once and only its hash is stored.
 pub async fn create_api_key(
     store: &Store,
-    team_id: &str,
+    team_id: &TeamId,
     new: &NewApiKey,
 ) -> Result<(ApiKeyRecord, ApiKeySecret), ApiError> {
     let name = input::text("name", &new.name, MAX_NAME_LEN)?;
@@ -172,8 +177,13 @@ pub async fn create_api_key(
     }
     if let Some(project_id) = &new.project_id {
         // A project of another team is named exactly like one that does not exist.
-        let ours = IdKind::Project.matches(project_id)
-            && store.get_team_project(team_id, project_id).await?.is_some();
+        let ours = match ProjectId::parse(project_id) {
+            Some(project_id) => store
+                .get_team_project(team_id, &project_id)
+                .await?
+                .is_some(),
+            None => false,
+        };
         if !ours {
             return Err(ApiError::invalid(
                 "projectId",
@@ -183,11 +193,11 @@ pub async fn create_api_key(
     }
     let secret = ApiKeySecret::generate()?;
     let record = ApiKeyRecord {
-        id: IdKind::ApiKey.generate(),
-        team_id: team_id.to_owned(),
+        id: ApiKeyId::generate(),
+        team_id: team_id.clone(),
         name,
         prefix: secret.display_prefix(),
-        project_id: new.project_id.clone(),
+        project_id: new.project_id.as_deref().map(ProjectId::from),
         scopes,
         expires_at,
         revoked_at: None,

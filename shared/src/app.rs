@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::ids::TeamId;
 use crate::jobs::Jobs;
 use crate::secrets::Kms;
 use crate::store::Store;
@@ -36,7 +37,7 @@ impl App {
 
     /// The gateway to `team_id`'s own Stripe account; 409 `stripe_not_connected` if the
     /// team has none.
-    pub async fn stripe_for(&self, team_id: &str) -> Result<StripeGateway, ApiError> {
+    pub async fn stripe_for(&self, team_id: &TeamId) -> Result<StripeGateway, ApiError> {
         self.stripe.for_team(&self.store, team_id).await
     }
 

@@ -1,4 +1,5 @@
-//! Who may do what: API keys (their format, hash, scopes), dashboard sessions (verified by
+//! Who may do what: API key secrets (their format and hash; a key's record and scopes are
+//! in [`crate::model`]), dashboard sessions (verified by
 //! [`SessionVerifier`], then a team membership), and the rules that decide whether a caller
 //! may do something. The lookups in the table, with their warm-container cache, are
 //! [`Authenticator`]; the rules are pure functions, unit-tested.
@@ -6,14 +7,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cache::TtlCache;
 use crate::clock;
-use crate::error::ApiError;
-use crate::model::{Membership, Role};
-use crate::routing::{Action, Resource, TeamResource, TeamRoute};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ApiKeyId, ProjectId, TeamId};
+use crate::model::{ApiKeyRecord, LAST_USED_INTERVAL_SECS, Membership, Role, Scope, scopes_allow};
+use crate::routing::{Access, Action, Resource, TeamResource, TeamRoute};
 use crate::session::{IssuerConfig, Session, SessionVerifier};
 use crate::store::Store;
 
@@ -30,7 +31,7 @@ impl ApiKeySecret {
     pub fn generate() -> Result<Self, ApiError> {
         let mut bytes = [0u8; SECRET_HEX_LEN / 2];
         getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-        Ok(Self(format!("{SECRET_PREFIX}{}", to_hex(&bytes))))
+        Ok(Self(format!("{SECRET_PREFIX}{}", hex::encode(bytes))))
     }
 
     /// Accepts exactly `bs_` + 48 lowercase hex characters.
@@ -49,7 +50,7 @@ impl ApiKeySecret {
 
     /// SHA-256 of the whole secret, lowercase hex: what the table stores.
     pub fn hash(&self) -> String {
-        to_hex(&Sha256::digest(self.0.as_bytes()))
+        hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 
     /// The short display prefix kept on the record, e.g. `bs_a1b2`.
@@ -64,153 +65,19 @@ impl fmt::Debug for ApiKeySecret {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// What a request does to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-/// A key's scope. Prices fall under the products scopes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Scope {
-    #[serde(rename = "customers:read")]
-    CustomersRead,
-    #[serde(rename = "customers:write")]
-    CustomersWrite,
-    #[serde(rename = "products:read")]
-    ProductsRead,
-    #[serde(rename = "products:write")]
-    ProductsWrite,
-    #[serde(rename = "subscriptions:read")]
-    SubscriptionsRead,
-    #[serde(rename = "subscriptions:write")]
-    SubscriptionsWrite,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 6] = [
-        Scope::CustomersRead,
-        Scope::CustomersWrite,
-        Scope::ProductsRead,
-        Scope::ProductsWrite,
-        Scope::SubscriptionsRead,
-        Scope::SubscriptionsWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::CustomersRead => "customers:read",
-            Scope::CustomersWrite => "customers:write",
-            Scope::ProductsRead => "products:read",
-            Scope::ProductsWrite => "products:write",
-            Scope::SubscriptionsRead => "subscriptions:read",
-            Scope::SubscriptionsWrite => "subscriptions:write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-
-    /// The scope a request needs: the resource's `:write` scope for writes, its `:read`
-    /// scope for reads.
-    pub fn required(resource: Resource, access: Access) -> Scope {
-        match (resource, access) {
-            (Resource::Customers, Access::Read) => Scope::CustomersRead,
-            (Resource::Customers, Access::Write) => Scope::CustomersWrite,
-            (Resource::Products | Resource::Prices, Access::Read) => Scope::ProductsRead,
-            (Resource::Products | Resource::Prices, Access::Write) => Scope::ProductsWrite,
-        }
-    }
-
-    /// The write scope of the same family, which implies this one when this is a read scope.
-    fn implied_by(self) -> Option<Scope> {
-        match self {
-            Scope::CustomersRead => Some(Scope::CustomersWrite),
-            Scope::ProductsRead => Some(Scope::ProductsWrite),
-            Scope::SubscriptionsRead => Some(Scope::SubscriptionsWrite),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a key with `scopes` may do `access` on `resource`. No scopes means full access;
-/// a `:write` scope implies the `:read` scope of its resource.
-pub fn scopes_allow(scopes: &[Scope], resource: Resource, access: Access) -> bool {
-    if scopes.is_empty() {
-        return true;
-    }
-    let needed = Scope::required(resource, access);
-    scopes
-        .iter()
-        .any(|s| *s == needed || Some(*s) == needed.implied_by())
-}
-
-/// An API key record as the table keeps it (the secret itself is never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKeyRecord {
-    pub id: String,
-    pub team_id: String,
-    pub name: String,
-    pub prefix: String,
-    #[serde(default)]
-    pub project_id: Option<String>,
-    #[serde(default)]
-    pub scopes: Vec<Scope>,
-    /// Epoch seconds.
-    #[serde(default)]
-    pub expires_at: Option<i64>,
-    /// Epoch seconds.
-    #[serde(default)]
-    pub revoked_at: Option<i64>,
-    pub created_at: i64,
-    /// Epoch seconds; kept to within [`LAST_USED_INTERVAL_SECS`].
-    #[serde(default)]
-    pub last_used_at: Option<i64>,
-}
-
-impl ApiKeyRecord {
-    /// The key as the API shows it (never the hash, never the secret).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "name": self.name,
-            "prefix": self.prefix,
-            "projectId": self.project_id,
-            "scopes": self.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            "expiresAt": self.expires_at.map(clock::rfc3339),
-            "createdAt": clock::rfc3339(self.created_at),
-            "lastUsedAt": self.last_used_at.map(clock::rfc3339),
-            "revokedAt": self.revoked_at.map(clock::rfc3339),
-        })
-    }
-}
-
 /// Who is calling, once authenticated and authorized for the path's team and project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub team_id: String,
+    pub team_id: TeamId,
     /// The project an API key is limited to.
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     pub caller: Caller,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     ApiKey {
-        key_id: String,
+        key_id: ApiKeyId,
     },
     /// A member of the team, with full read and write access to its projects.
     Session {
@@ -218,10 +85,6 @@ pub enum Caller {
         role: Role,
     },
 }
-
-/// How often, at most, a key's `lastUsedAt` is written: a key in use gets one write per
-/// this interval, not one per request.
-pub const LAST_USED_INTERVAL_SECS: i64 = 60;
 
 /// Whether a team-level action is owners' work: members, API keys, the Stripe connection,
 /// renaming the team. Any
@@ -261,8 +124,8 @@ pub enum Credential {
 pub fn authorize(
     key: &ApiKeyRecord,
     now_epoch: i64,
-    team_id: &str,
-    project_id: &str,
+    team_id: &TeamId,
+    project_id: &ProjectId,
     resource: Resource,
     access: Access,
 ) -> Result<Principal, ApiError> {
@@ -345,8 +208,8 @@ pub fn parse_bearer(header: Option<&str>) -> Result<ApiKeySecret, ApiError> {
 /// is checked on every request. Team-level routes always read the membership afresh.
 pub struct Authenticator {
     keys: TtlCache<String, ApiKeyRecord>,
-    projects: TtlCache<(String, String), ()>,
-    members: TtlCache<(String, String), Membership>,
+    projects: TtlCache<(TeamId, ProjectId), ()>,
+    members: TtlCache<(TeamId, String), Membership>,
     /// When this container last wrote a key's `lastUsedAt`.
     touched: TtlCache<String, ()>,
     sessions: Option<SessionVerifier>,
@@ -384,8 +247,8 @@ impl Authenticator {
         &self,
         store: &Store,
         authorization: Option<&str>,
-        team_id: &str,
-        project_id: &str,
+        team_id: &TeamId,
+        project_id: &ProjectId,
         resource: Resource,
         access: Access,
     ) -> Result<Principal, ApiError> {
@@ -408,7 +271,7 @@ impl Authenticator {
                 let session = self.verify_session(&token).await?;
                 let membership = self.cached_membership(store, team_id, &session).await?;
                 Principal {
-                    team_id: team_id.to_owned(),
+                    team_id: team_id.clone(),
                     project_id: None,
                     caller: Caller::Session {
                         user_id: session.user_id,
@@ -434,15 +297,14 @@ impl Authenticator {
                 let key = self.key_record(store, &secret.hash()).await?;
                 check_key_usable(&key, clock::now_epoch())?;
                 return Err(ApiError::new(
-                    http::StatusCode::FORBIDDEN,
-                    "session_required",
+                    ErrorCode::SessionRequired,
                     "This endpoint needs a dashboard session; API keys cannot manage teams",
                 ));
             }
             Credential::Session(token) => token,
         };
         let session = self.verify_session(&token).await?;
-        let Some(team_id) = route.team_id.as_deref() else {
+        let Some(team_id) = route.team_id.as_ref() else {
             return Ok(TeamPrincipal {
                 session,
                 membership: None,
@@ -451,8 +313,7 @@ impl Authenticator {
         let membership = self.read_membership(store, team_id, &session).await?;
         if needs_owner(route.resource, route.action) && membership.role != Role::Owner {
             return Err(ApiError::new(
-                http::StatusCode::FORBIDDEN,
-                "owner_required",
+                ErrorCode::OwnerRequired,
                 "Only an owner of this team may do this",
             ));
         }
@@ -475,7 +336,7 @@ impl Authenticator {
     async fn cached_membership(
         &self,
         store: &Store,
-        team_id: &str,
+        team_id: &TeamId,
         session: &Session,
     ) -> Result<Membership, ApiError> {
         let cache_key = (team_id.to_owned(), session.user_id.clone());
@@ -492,11 +353,11 @@ impl Authenticator {
     async fn read_membership(
         &self,
         store: &Store,
-        team_id: &str,
+        team_id: &TeamId,
         session: &Session,
     ) -> Result<Membership, ApiError> {
         // An ID of another form names no team (and an over-long one is no DynamoDB key).
-        if !crate::ids::IdKind::Team.matches(team_id) {
+        if !team_id.is_well_formed() {
             return Err(TeamResource::Teams.not_found());
         }
         let membership = store
@@ -525,7 +386,10 @@ impl Authenticator {
             ..membership
         };
         if let Err(err) = store.refresh_member_profile(&updated).await {
-            tracing::warn!(code = err.code, "could not record a member's profile");
+            tracing::warn!(
+                code = err.code.as_str(),
+                "could not record a member's profile"
+            );
         }
         updated
     }
@@ -536,9 +400,8 @@ impl Authenticator {
     }
 
     /// Forgets what this container cached about a membership (after changing it here).
-    pub fn forget_membership(&self, team_id: &str, user_id: &str) {
-        self.members
-            .remove(&(team_id.to_owned(), user_id.to_owned()));
+    pub fn forget_membership(&self, team_id: &TeamId, user_id: &str) {
+        self.members.remove(&(team_id.clone(), user_id.to_owned()));
     }
 
     /// The record of the key whose secret hashes to `hash`.
@@ -564,7 +427,10 @@ impl Authenticator {
         }
         match store.touch_api_key(&hash, now, since).await {
             Ok(_) => self.touched.insert(hash, ()),
-            Err(err) => tracing::warn!(code = err.code, "could not record a key's last use"),
+            Err(err) => tracing::warn!(
+                code = err.code.as_str(),
+                "could not record a key's last use"
+            ),
         }
     }
 
@@ -573,15 +439,15 @@ impl Authenticator {
     pub async fn ensure_project(
         &self,
         store: &Store,
-        team_id: &str,
-        project_id: &str,
+        team_id: &TeamId,
+        project_id: &ProjectId,
     ) -> Result<(), ApiError> {
         let cache_key = (team_id.to_owned(), project_id.to_owned());
         if self.projects.get(&cache_key).is_some() {
             return Ok(());
         }
         // An ID of another form names nothing (and an over-long one is no DynamoDB key).
-        if !crate::ids::IdKind::Project.matches(project_id) {
+        if !project_id.is_well_formed() {
             return Err(ApiError::not_found("Project not found"));
         }
         match store.get_team_project(team_id, project_id).await? {
@@ -616,7 +482,7 @@ mod tests {
             team_id: "team_a".into(),
             name: "test".into(),
             prefix: "bs_0123".into(),
-            project_id: project.map(str::to_owned),
+            project_id: project.map(ProjectId::from),
             scopes,
             expires_at: None,
             revoked_at: None,
@@ -665,15 +531,15 @@ mod tests {
         let good = format!("Bearer bs_{}", "0".repeat(48));
         assert!(parse_bearer(Some(&good)).is_ok());
         assert_eq!(
-            parse_bearer(None).unwrap_err().status,
+            parse_bearer(None).unwrap_err().status(),
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            parse_bearer(Some("Basic abc")).unwrap_err().status,
+            parse_bearer(Some("Basic abc")).unwrap_err().status(),
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            parse_bearer(Some("Bearer bs_nothex")).unwrap_err().status,
+            parse_bearer(Some("Bearer bs_nothex")).unwrap_err().status(),
             StatusCode::UNAUTHORIZED
         );
     }
@@ -761,8 +627,8 @@ mod tests {
         let ok = authorize(
             &key(vec![], None),
             100,
-            "team_a",
-            "proj_x",
+            &TeamId::from("team_a"),
+            &ProjectId::from("proj_x"),
             Resource::Customers,
             Access::Write,
         );
@@ -773,33 +639,33 @@ mod tests {
         let err = authorize(
             &revoked,
             100,
-            "team_a",
-            "proj_x",
+            &TeamId::from("team_a"),
+            &ProjectId::from("proj_x"),
             Resource::Customers,
             Access::Read,
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
 
         let mut expired = key(vec![], None);
         expired.expires_at = Some(100);
         let err = authorize(
             &expired,
             100,
-            "team_a",
-            "proj_x",
+            &TeamId::from("team_a"),
+            &ProjectId::from("proj_x"),
             Resource::Customers,
             Access::Read,
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
         expired.expires_at = Some(101);
         assert!(
             authorize(
                 &expired,
                 100,
-                "team_a",
-                "proj_x",
+                &TeamId::from("team_a"),
+                &ProjectId::from("proj_x"),
                 Resource::Customers,
                 Access::Read
             )
@@ -809,21 +675,21 @@ mod tests {
         let err = authorize(
             &key(vec![], None),
             100,
-            "team_b",
-            "proj_x",
+            &TeamId::from("team_b"),
+            &ProjectId::from("proj_x"),
             Resource::Customers,
             Access::Read,
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
 
         let scoped = key(vec![], Some("proj_x"));
         assert!(
             authorize(
                 &scoped,
                 100,
-                "team_a",
-                "proj_x",
+                &TeamId::from("team_a"),
+                &ProjectId::from("proj_x"),
                 Resource::Customers,
                 Access::Read
             )
@@ -832,25 +698,25 @@ mod tests {
         let err = authorize(
             &scoped,
             100,
-            "team_a",
-            "proj_y",
+            &TeamId::from("team_a"),
+            &ProjectId::from("proj_y"),
             Resource::Customers,
             Access::Read,
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
 
         let read_only = key(vec![Scope::CustomersRead], None);
         let err = authorize(
             &read_only,
             100,
-            "team_a",
-            "proj_x",
+            &TeamId::from("team_a"),
+            &ProjectId::from("proj_x"),
             Resource::Customers,
             Access::Write,
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
         assert!(err.message.contains("customers:write"));
     }
 }

@@ -1,26 +1,31 @@
 //! A small time-bounded cache for what a warm container looks up: keys, memberships,
-//! projects, a team's Stripe connection. Bounded in size, so a flood of distinct keys
-//! cannot grow memory without end.
+//! projects, a team's Stripe connection. Bounded in size (least recently used out first),
+//! so a flood of distinct keys cannot grow memory without end, nor empty the cache of the
+//! entries in use.
 
-use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 /// Bound on cached entries per cache.
 const CAPACITY: usize = 1024;
 
 /// Entries a warm container remembers for `ttl`, so a warm request costs no extra read.
 /// A `ttl` of zero caches nothing.
-pub struct TtlCache<K, V> {
+pub struct TtlCache<K: Hash + Eq, V> {
     ttl: Duration,
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    entries: Mutex<LruCache<K, (V, Instant)>>,
 }
 
-impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            // Unbounded to the crate, bounded by `insert`: nothing is allocated before the
+            // first entry, so a container's start pays nothing for its caches.
+            entries: Mutex::new(LruCache::unbounded()),
         }
     }
 
@@ -29,9 +34,15 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().ok()?;
-        let (value, at) = entries.get(key)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
+        let mut entries = self.entries.lock().ok()?;
+        match entries.get(key) {
+            Some((value, at)) if at.elapsed() < self.ttl => Some(value.clone()),
+            Some(_) => {
+                entries.pop(key);
+                None
+            }
+            None => None,
+        }
     }
 
     pub fn insert(&self, key: K, value: V) {
@@ -39,21 +50,16 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= CAPACITY {
-                // Expired entries go first; only a cache full of live ones starts over.
-                let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
-                if entries.len() >= CAPACITY {
-                    entries.clear();
-                }
+            if entries.len() >= CAPACITY && !entries.contains(&key) {
+                entries.pop_lru();
             }
-            entries.insert(key, (value, Instant::now()));
+            entries.put(key, (value, Instant::now()));
         }
     }
 
     pub fn remove(&self, key: &K) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
+            entries.pop(key);
         }
     }
 }
@@ -78,14 +84,19 @@ mod tests {
     }
 
     #[test]
-    fn a_full_cache_drops_expired_entries_first() {
+    fn a_full_cache_makes_room_with_its_least_recently_used_entry() {
         let cache = TtlCache::new(Duration::from_secs(60));
         for i in 0..CAPACITY {
             cache.insert(i, i);
         }
+        // Entry 1 is read, so entry 0 is the least recently used one.
+        assert_eq!(cache.get(&1), Some(1));
         cache.insert(CAPACITY, CAPACITY);
-        // All were live: the cache started over with the newest entry.
         assert_eq!(cache.get(&0), None);
         assert_eq!(cache.get(&CAPACITY), Some(CAPACITY));
+        // The rest stay: a full cache no longer starts over.
+        assert_eq!(cache.get(&1), Some(1));
+        assert_eq!(cache.get(&2), Some(2));
+        assert_eq!(cache.get(&(CAPACITY - 1)), Some(CAPACITY - 1));
     }
 }

@@ -25,25 +25,12 @@ pub fn now_rfc3339() -> String {
     rfc3339(now_epoch())
 }
 
-/// Parses an RFC 3339 timestamp (any offset) into epoch seconds.
+/// Parses an RFC 3339 timestamp (any offset, fractions of a second dropped) into epoch
+/// seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.trim();
-    // The SDK's parser takes `Z` only; fold a `+HH:MM`/`-HH:MM` offset in by hand.
-    let (base, offset_secs) = match s.len().checked_sub(6).map(|i| s.split_at(i)) {
-        Some((base, off)) if base.len() > 10 && (off.starts_with('+') || off.starts_with('-')) => {
-            let hours: i64 = off.get(1..3)?.parse().ok()?;
-            let minutes: i64 = off.get(4..6)?.parse().ok()?;
-            if off.as_bytes().get(3) != Some(&b':') || hours > 23 || minutes > 59 {
-                return None;
-            }
-            let sign = if off.starts_with('-') { -1 } else { 1 };
-            (format!("{base}Z"), sign * (hours * 3600 + minutes * 60))
-        }
-        _ => (s.to_owned(), 0),
-    };
-    DateTime::from_str(&base, Format::DateTime)
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
         .ok()
-        .map(|dt| dt.secs() - offset_secs)
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
@@ -67,7 +54,12 @@ mod tests {
             parse_rfc3339("2026-03-30T11:30:00-00:30"),
             Some(1_774_872_000)
         );
+        assert_eq!(
+            parse_rfc3339("2026-03-30T12:00:00.750Z"),
+            Some(1_774_872_000)
+        );
         assert_eq!(parse_rfc3339("2026-03-30T14:00:00+2:00"), None);
+        assert_eq!(parse_rfc3339("2026-03-30T12:00:00+24:00"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2026-03-30"), None);
     }

@@ -1,11 +1,15 @@
 //! The invocation's deadline, for the calls a request makes on its way: each Stripe attempt
 //! is bounded by what is left, and no retry starts that cannot end in time. Lambda gives the
-//! deadline with each invocation; a task-local carries it from the request to the gateway,
-//! so no signature in between has to. Outside Lambda (tools, the local server, tests
-//! without one) there is none, and only each call's own timeout applies.
+//! deadline with each invocation; a task-local carries it from the request to the gateway
+//! and the store, so no signature in between has to. An AWS SDK call (DynamoDB, KMS, SQS),
+//! retries and backoff included, is cut at it too ([`WithinDeadline`]). Outside Lambda
+//! (tools, the local server, tests without one) there is none, and only each call's own
+//! timeout applies.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::error::SdkError;
 
 tokio::task_local! {
     static DEADLINE: Instant;
@@ -58,6 +62,26 @@ pub fn cap(timeout: Option<Duration>) -> Option<Duration> {
 pub fn allows(needed: Duration) -> bool {
     remaining().is_none_or(|left| left >= needed)
 }
+
+/// An AWS SDK call (its attempts, retries and backoff) cut at the invocation's deadline:
+/// past it, the call ends as the SDK's own timeout would, [`SdkError::TimeoutError`], which
+/// the store answers 503 with `Retry-After`. Without a deadline the call runs as it is.
+pub trait WithinDeadline<T, E, R>: Future<Output = Result<T, SdkError<E, R>>> + Sized {
+    fn within_deadline(self) -> impl Future<Output = Result<T, SdkError<E, R>>> {
+        async move {
+            match remaining() {
+                None => self.await,
+                Some(left) => tokio::time::timeout(left, self).await.unwrap_or_else(|_| {
+                    Err(SdkError::timeout_error(
+                        "the call did not end before the invocation's deadline",
+                    ))
+                }),
+            }
+        }
+    }
+}
+
+impl<F, T, E, R> WithinDeadline<T, E, R> for F where F: Future<Output = Result<T, SdkError<E, R>>> {}
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::auth::{Principal, TeamPrincipal};
-use crate::error::ApiError;
-use crate::ids::IdKind;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{Id, Kind, ProjectId, TeamId};
 use crate::model::Role;
 use crate::routing::{
     Action, Matched, Resource, Route, TeamResource, TeamRoute, WebhookRoute, route,
@@ -53,12 +53,12 @@ impl std::fmt::Debug for ApiRequest {
 }
 
 impl ApiRequest {
-    /// The ID a create gives its new object of `kind`: the one kept with the client's
+    /// The ID a create gives its new object: the one kept with the client's
     /// `Idempotency-Key`, else a new one.
-    pub fn new_object_id(&self, kind: IdKind) -> String {
+    pub fn new_object_id<K: Kind>(&self) -> Id<K> {
         self.new_object
             .as_ref()
-            .map_or_else(|| kind.generate(), |o| o.id.clone())
+            .map_or_else(Id::generate, |o| Id::from(o.id.as_str()))
     }
 
     /// Whether an earlier attempt of this create (same `Idempotency-Key`, same request) may
@@ -72,7 +72,7 @@ impl ApiRequest {
         self.route.object_id.as_deref().unwrap_or_default()
     }
 
-    pub fn project_id(&self) -> &str {
+    pub fn project_id(&self) -> &ProjectId {
         &self.route.project_id
     }
 
@@ -90,13 +90,9 @@ impl ApiRequest {
 
     /// The route's object ID, if it has the form of `resource`'s IDs; otherwise the 404 of a
     /// missing object (an ID of another form names nothing), without a lookup.
-    pub fn object_id_of(&self, resource: Resource) -> Result<&str, ApiError> {
-        let id = self.object_id();
-        if resource.id_kind().matches(id) {
-            Ok(id)
-        } else {
-            Err(resource.not_found())
-        }
+    pub fn object_id_of<K: Kind>(&self, resource: Resource) -> Result<Id<K>, ApiError> {
+        debug_assert_eq!(resource.id_kind(), K::KIND);
+        Id::parse(self.object_id()).ok_or_else(|| resource.not_found())
     }
 }
 
@@ -123,13 +119,20 @@ impl std::fmt::Debug for TeamRequest {
 
 impl TeamRequest {
     /// The path's team (empty on `/teams` itself).
-    pub fn team_id(&self) -> &str {
-        self.route.team_id.as_deref().unwrap_or_default()
+    pub fn team_id(&self) -> &TeamId {
+        static NONE: TeamId = TeamId::none();
+        self.route.team_id.as_ref().unwrap_or(&NONE)
     }
 
     /// The path's object ID below the team (a user ID, a project or key ID).
     pub fn object_id(&self) -> &str {
         self.route.object_id.as_deref().unwrap_or_default()
+    }
+
+    /// The path's object ID, if it has the form of `resource`'s IDs; otherwise the 404 of
+    /// a missing object, without a lookup.
+    pub fn object_id_of<K: Kind>(&self, resource: TeamResource) -> Result<Id<K>, ApiError> {
+        Id::parse(self.object_id()).ok_or_else(|| resource.not_found())
     }
 
     pub fn user_id(&self) -> &str {
@@ -216,7 +219,7 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
 }
 
 fn error_response(err: &ApiError) -> Response<Body> {
-    let mut response = json_response(err.status, err.body_json());
+    let mut response = json_response(err.status(), err.body_json());
     let headers = response.headers_mut();
     if let Some(secs) = err.retry_after {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -270,11 +273,7 @@ impl ClientKey {
         hasher.update(route_name.as_bytes());
         hasher.update([0]);
         hasher.update(body);
-        let fingerprint = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let fingerprint = hex::encode(hasher.finalize());
         Self {
             key: key.to_owned(),
             fingerprint,
@@ -322,15 +321,14 @@ async fn claim_key(
         ),
         IdempotencyClaim::Mismatch => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_error",
+                ErrorCode::IdempotencyError,
                 "This Idempotency-Key was already used with another request; use a new key for a new request",
             )
             .with_param("Idempotency-Key"));
         }
         IdempotencyClaim::InProgress => {
-            return Err(ApiError::conflict(
-                "idempotency_in_progress",
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyInProgress,
                 "A request with this Idempotency-Key is still in progress; retry shortly",
             ));
         }
@@ -383,7 +381,7 @@ where
                     .await
                 {
                     tracing::warn!(
-                        code = err.code,
+                        code = err.code.as_str(),
                         "the answer of an idempotent request could not be kept"
                     );
                 }
@@ -578,8 +576,8 @@ where
         .as_ref()
         .map(|m| {
             (
-                m.team_id().unwrap_or_default().to_owned(),
-                m.project_id().unwrap_or_default().to_owned(),
+                m.team_id().map(|id| id.to_string()).unwrap_or_default(),
+                m.project_id().map(|id| id.to_string()).unwrap_or_default(),
             )
         })
         .unwrap_or_default();
@@ -604,7 +602,7 @@ where
             }
             (ok.status, response, None)
         }
-        Err(err) => (err.status, error_response(&err), Some(err.code)),
+        Err(err) => (err.status(), error_response(&err), Some(err.code.as_str())),
     };
     tracing::info!(
         target: "billstack::request",

@@ -303,6 +303,28 @@ pub fn unwanted_stripe_keys(
         .collect()
 }
 
+/// A PATCH's `isActive`: absent leaves it as it is; `null` is refused (it has no "none").
+pub fn patch_active(value: Option<Option<bool>>) -> Result<Option<bool>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(None) => Err(ApiError::invalid(
+            "isActive",
+            "isActive must be true or false",
+        )),
+        Some(active) => Ok(active),
+    }
+}
+
+/// A PATCH's `metadata`: absent leaves it as it is; `null` means none; a map replaces it,
+/// once valid.
+pub fn patch_metadata(value: Option<Option<Metadata>>) -> Result<Option<Metadata>, ApiError> {
+    let metadata = value.map(Option::unwrap_or_default);
+    if let Some(metadata) = &metadata {
+        validate_metadata(metadata)?;
+    }
+    Ok(metadata)
+}
+
 /// The longest email address mail allows (RFC 5321's path limit less its brackets).
 pub const MAX_EMAIL_LEN: usize = 254;
 
@@ -428,7 +450,7 @@ mod tests {
 
         let err = json_body::<Body>(br#"{"name": "x""#).unwrap_err();
         assert!(err.message.starts_with("Malformed JSON"), "{}", err.message);
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
 
         for bad in [&b""[..], b"[]", b"\"x\"", b"null"] {
             let err = json_body::<Body>(bad).unwrap_err();

@@ -7,14 +7,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, AwsService, aws_error};
+use crate::ids::{JobId, TeamId};
 
 /// "Continue job `job_id` of team `team_id`."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobMessage {
-    pub team_id: String,
-    pub job_id: String,
+    pub team_id: TeamId,
+    pub job_id: JobId,
 }
 
 /// Where job messages go.
@@ -51,11 +53,9 @@ impl Jobs {
                     .queue_url(url)
                     .message_body(body)
                     .send()
+                    .within_deadline()
                     .await
-                    .map_err(|e| {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not queue a job");
-                        ApiError::unavailable("Could not queue the job; retry the request")
-                    })?;
+                    .map_err(|e| aws_error(AwsService::Sqs, e))?;
                 Ok(())
             }
             Jobs::Local(sender) => sender

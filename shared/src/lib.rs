@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod session;
 pub mod store;
 pub mod stripe;
+pub mod synced;
 
 pub use app::App;
 pub use error::ApiError;

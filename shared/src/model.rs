@@ -1,15 +1,21 @@
-//! Records as the table keeps them, and their API shape.
+//! Records as the table keeps them, and their API shape; an API key's scopes and what they
+//! allow.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::rfc3339;
+use crate::ids::{
+    ApiKeyId, CustomerId, CustomerKind, Id, JobId, Kind, PriceId, PriceKind, ProductId,
+    ProductKind, ProjectId, TeamId,
+};
 use crate::input::Metadata;
+use crate::routing::{Access, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Team {
-    pub id: String,
+    pub id: TeamId,
     pub name: String,
     pub created_at: i64,
     /// Teams written before renames existed have none: their creation time stands in.
@@ -57,7 +63,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Membership {
-    pub team_id: String,
+    pub team_id: TeamId,
     pub user_id: String,
     pub role: Role,
     #[serde(default)]
@@ -82,8 +88,8 @@ impl Membership {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
-    pub id: String,
-    pub team_id: String,
+    pub id: ProjectId,
+    pub team_id: TeamId,
     pub name: String,
     pub created_at: i64,
     /// Projects written before renames existed have none: their creation time stands in.
@@ -106,8 +112,8 @@ impl Project {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
-    pub id: String,
-    pub project_id: String,
+    pub id: CustomerId,
+    pub project_id: ProjectId,
     /// Trimmed and lowercased; unique per project.
     pub email: String,
     #[serde(default)]
@@ -152,8 +158,8 @@ impl Customer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
-    pub id: String,
-    pub project_id: String,
+    pub id: ProductId,
+    pub project_id: ProjectId,
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -198,6 +204,36 @@ pub enum PriceType {
     OneTime,
 }
 
+/// A price's currency: three lowercase letters, one of the currencies Stripe knows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Currency(String);
+
+impl Currency {
+    /// `text` (any case, spaces around it taken off) as a currency Stripe knows.
+    pub fn parse(text: &str) -> Option<Self> {
+        use std::str::FromStr as _;
+        let code = text.trim().to_ascii_lowercase();
+        let known = code.len() == 3
+            && code.bytes().all(|b| b.is_ascii_lowercase())
+            && !matches!(
+                stripe_types::Currency::from_str(&code),
+                Ok(stripe_types::Currency::Unknown(_))
+            );
+        known.then_some(Currency(code))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Currency {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
@@ -238,13 +274,13 @@ impl Interval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Price {
-    pub id: String,
-    pub project_id: String,
-    pub product_id: String,
+    pub id: PriceId,
+    pub project_id: ProjectId,
+    pub product_id: ProductId,
     /// In the currency's minor unit.
     pub unit_amount: i64,
     /// Three letters, lowercase.
-    pub currency: String,
+    pub currency: Currency,
     #[serde(rename = "type")]
     pub price_type: PriceType,
     #[serde(default)]
@@ -291,7 +327,7 @@ impl Price {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StripeConnection {
-    pub team_id: String,
+    pub team_id: TeamId,
     /// `acct_…`; `None` for a restricted key that may not read the account.
     pub account_id: Option<String>,
     pub account_name: Option<String>,
@@ -390,8 +426,8 @@ pub enum JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackfillJob {
-    pub team_id: String,
-    pub job_id: String,
+    pub team_id: TeamId,
+    pub job_id: JobId,
     pub objects: Vec<SyncObject>,
     /// Only objects Stripe created after this time (Unix seconds).
     pub created_after: Option<i64>,
@@ -402,7 +438,7 @@ pub struct BackfillJob {
     pub cursor: Option<String>,
     /// The team's projects, listed when the job first checks our own records.
     #[serde(default)]
-    pub projects: Option<Vec<String>>,
+    pub projects: Option<Vec<ProjectId>>,
     /// The project whose records are being checked.
     #[serde(default)]
     pub project_index: usize,
@@ -427,3 +463,176 @@ impl BackfillJob {
         })
     }
 }
+
+/// What every record mirroring a Stripe object has: its IDs, version, metadata and the
+/// stamps of a write.
+pub trait Mirrored {
+    /// The kind of the record's own ID.
+    type Kind: Kind;
+    fn id(&self) -> &Id<Self::Kind>;
+    fn project_id(&self) -> &ProjectId;
+    fn version(&self) -> u64;
+    fn metadata(&self) -> &Metadata;
+    /// The Stripe object's ID.
+    fn stripe_id(&self) -> &str;
+    /// The Stripe-side time of the state the record reflects.
+    fn stripe_synced_at(&self) -> i64;
+    /// Stamps this as the version after `before`, written (and in Stripe) at `now`.
+    fn stamp(&mut self, now: i64, before: &Self);
+}
+
+macro_rules! mirrored {
+    ($record:ty, $kind:ty, $stripe_id:ident) => {
+        impl Mirrored for $record {
+            type Kind = $kind;
+            fn id(&self) -> &Id<$kind> {
+                &self.id
+            }
+            fn project_id(&self) -> &ProjectId {
+                &self.project_id
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn metadata(&self) -> &Metadata {
+                &self.metadata
+            }
+            fn stripe_id(&self) -> &str {
+                &self.$stripe_id
+            }
+            fn stripe_synced_at(&self) -> i64 {
+                self.stripe_synced_at
+            }
+            fn stamp(&mut self, now: i64, before: &Self) {
+                self.updated_at = now.max(before.updated_at);
+                self.stripe_synced_at = now.max(before.stripe_synced_at);
+                self.version = before.version + 1;
+            }
+        }
+    };
+}
+
+mirrored!(Customer, CustomerKind, stripe_customer_id);
+mirrored!(Product, ProductKind, stripe_product_id);
+mirrored!(Price, PriceKind, stripe_price_id);
+
+/// A key's scope. Prices fall under the products scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "customers:read")]
+    CustomersRead,
+    #[serde(rename = "customers:write")]
+    CustomersWrite,
+    #[serde(rename = "products:read")]
+    ProductsRead,
+    #[serde(rename = "products:write")]
+    ProductsWrite,
+    #[serde(rename = "subscriptions:read")]
+    SubscriptionsRead,
+    #[serde(rename = "subscriptions:write")]
+    SubscriptionsWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::CustomersRead,
+        Scope::CustomersWrite,
+        Scope::ProductsRead,
+        Scope::ProductsWrite,
+        Scope::SubscriptionsRead,
+        Scope::SubscriptionsWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::CustomersRead => "customers:read",
+            Scope::CustomersWrite => "customers:write",
+            Scope::ProductsRead => "products:read",
+            Scope::ProductsWrite => "products:write",
+            Scope::SubscriptionsRead => "subscriptions:read",
+            Scope::SubscriptionsWrite => "subscriptions:write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    /// The scope a request needs: the resource's `:write` scope for writes, its `:read`
+    /// scope for reads.
+    pub fn required(resource: Resource, access: Access) -> Scope {
+        match (resource, access) {
+            (Resource::Customers, Access::Read) => Scope::CustomersRead,
+            (Resource::Customers, Access::Write) => Scope::CustomersWrite,
+            (Resource::Products | Resource::Prices, Access::Read) => Scope::ProductsRead,
+            (Resource::Products | Resource::Prices, Access::Write) => Scope::ProductsWrite,
+        }
+    }
+
+    /// The write scope of the same family, which implies this one when this is a read scope.
+    fn implied_by(self) -> Option<Scope> {
+        match self {
+            Scope::CustomersRead => Some(Scope::CustomersWrite),
+            Scope::ProductsRead => Some(Scope::ProductsWrite),
+            Scope::SubscriptionsRead => Some(Scope::SubscriptionsWrite),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a key with `scopes` may do `access` on `resource`. No scopes means full access;
+/// a `:write` scope implies the `:read` scope of its resource.
+pub fn scopes_allow(scopes: &[Scope], resource: Resource, access: Access) -> bool {
+    if scopes.is_empty() {
+        return true;
+    }
+    let needed = Scope::required(resource, access);
+    scopes
+        .iter()
+        .any(|s| *s == needed || Some(*s) == needed.implied_by())
+}
+
+/// An API key record as the table keeps it (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub team_id: TeamId,
+    pub name: String,
+    pub prefix: String,
+    #[serde(default)]
+    pub project_id: Option<ProjectId>,
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+    /// Epoch seconds.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// Epoch seconds.
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+    /// Epoch seconds; kept to within [`LAST_USED_INTERVAL_SECS`].
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    /// The key as the API shows it (never the hash, never the secret).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "projectId": self.project_id,
+            "scopes": self.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "expiresAt": self.expires_at.map(rfc3339),
+            "createdAt": rfc3339(self.created_at),
+            "lastUsedAt": self.last_used_at.map(rfc3339),
+            "revokedAt": self.revoked_at.map(rfc3339),
+        })
+    }
+}
+
+/// How often, at most, a key's `lastUsedAt` is written: a key in use gets one write per
+/// this interval, not one per request.
+pub const LAST_USED_INTERVAL_SECS: i64 = 60;

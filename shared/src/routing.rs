@@ -2,9 +2,15 @@
 
 use http::Method;
 
-use crate::auth::Access;
 use crate::error::ApiError;
-use crate::ids::IdKind;
+use crate::ids::{IdKind, ProjectId, TeamId};
+
+/// What a request does to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
 
 const BASE: &str = "/api/billstack/teams/";
 
@@ -40,7 +46,7 @@ impl Resource {
         Resource::ALL.into_iter().find(|r| r.segment() == s)
     }
 
-    pub fn id_kind(self) -> IdKind {
+    pub const fn id_kind(self) -> IdKind {
         match self {
             Resource::Customers => IdKind::Customer,
             Resource::Products => IdKind::Product,
@@ -81,8 +87,8 @@ impl Action {
 /// A matched project-scoped route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub team_id: String,
-    pub project_id: String,
+    pub team_id: TeamId,
+    pub project_id: ProjectId,
     pub resource: Resource,
     pub action: Action,
     /// The object ID from the path, for Get/Update/Delete.
@@ -178,7 +184,7 @@ impl TeamResource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamRoute {
     /// The path's team; `None` on `/teams` itself.
-    pub team_id: Option<String>,
+    pub team_id: Option<TeamId>,
     pub resource: TeamResource,
     pub action: Action,
     /// The object ID from the path (a member's user ID percent-decoded), for item routes
@@ -211,7 +217,7 @@ impl TeamRoute {
 /// team's webhook secret (no session or key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRoute {
-    pub team_id: String,
+    pub team_id: TeamId,
 }
 
 /// Where Stripe sends a team's events.
@@ -234,15 +240,15 @@ impl Matched {
         }
     }
 
-    pub fn team_id(&self) -> Option<&str> {
+    pub fn team_id(&self) -> Option<&TeamId> {
         match self {
             Matched::Project(route) => Some(&route.team_id),
-            Matched::Team(route) => route.team_id.as_deref(),
+            Matched::Team(route) => route.team_id.as_ref(),
             Matched::Webhook(route) => Some(&route.team_id),
         }
     }
 
-    pub fn project_id(&self) -> Option<&str> {
+    pub fn project_id(&self) -> Option<&ProjectId> {
         match self {
             Matched::Project(route) => Some(&route.project_id),
             Matched::Team(_) | Matched::Webhook(_) => None,
@@ -291,7 +297,7 @@ fn match_route(method: &Method, path: &str) -> Result<Matched, Unmatched> {
             return Err(not_allowed());
         }
         return Ok(Matched::Webhook(WebhookRoute {
-            team_id: team_id.to_owned(),
+            team_id: team_id.into(),
         }));
     }
     let rest = path
@@ -314,7 +320,7 @@ fn match_route(method: &Method, path: &str) -> Result<Matched, Unmatched> {
             )
             .ok_or_else(not_allowed)?;
         Ok(Matched::Team(TeamRoute {
-            team_id: team_id.map(str::to_owned),
+            team_id: team_id.map(TeamId::from),
             resource,
             action,
             object_id,
@@ -368,8 +374,8 @@ fn match_route(method: &Method, path: &str) -> Result<Matched, Unmatched> {
                 _ => return Err(not_allowed()),
             };
             Ok(Matched::Project(Route {
-                team_id: (*team_id).to_owned(),
-                project_id: (*project_id).to_owned(),
+                team_id: (*team_id).into(),
+                project_id: (*project_id).into(),
                 resource,
                 action,
                 object_id: object_id.map(str::to_owned),
@@ -461,7 +467,7 @@ mod tests {
             (Method::PUT, "/api/billstack/teams"),
         ] {
             assert_eq!(
-                route(&method, path).unwrap_err().status,
+                route(&method, path).unwrap_err().status(),
                 StatusCode::METHOD_NOT_ALLOWED,
                 "{method} {path}"
             );
@@ -475,7 +481,7 @@ mod tests {
             "/api/billstack/teams/t//members",
         ] {
             assert_eq!(
-                route(&Method::GET, path).unwrap_err().status,
+                route(&Method::GET, path).unwrap_err().status(),
                 StatusCode::NOT_FOUND,
                 "{path}"
             );
@@ -528,7 +534,7 @@ mod tests {
         assert_eq!(
             route(&Method::GET, "/api/webhooks/stripe/team_1")
                 .unwrap_err()
-                .status,
+                .status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
         for path in [
@@ -537,7 +543,7 @@ mod tests {
             "/api/webhooks/other/t",
         ] {
             assert_eq!(
-                route(&Method::POST, path).unwrap_err().status,
+                route(&Method::POST, path).unwrap_err().status(),
                 StatusCode::NOT_FOUND,
                 "{path}"
             );
@@ -555,7 +561,7 @@ mod tests {
             "/api/billstack/teams/t/customers",
         ] {
             assert_eq!(
-                route(&Method::GET, path).unwrap_err().status,
+                route(&Method::GET, path).unwrap_err().status(),
                 StatusCode::NOT_FOUND,
                 "{path}"
             );
@@ -565,14 +571,14 @@ mod tests {
             "/api/billstack/teams/t/projects/p/customers/pc_1",
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(err.allow.as_deref(), Some("GET, PATCH, DELETE"));
         let err = route(
             &Method::DELETE,
             "/api/billstack/teams/t/projects/p/customers",
         )
         .unwrap_err();
-        assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(err.allow.as_deref(), Some("GET, POST"));
         // Each 405 names what its path allows.
         for (method, path, allow) in [
@@ -595,7 +601,7 @@ mod tests {
         ] {
             let err = route(&method, path).unwrap_err();
             assert_eq!(
-                err.status,
+                err.status(),
                 StatusCode::METHOD_NOT_ALLOWED,
                 "{method} {path}"
             );

@@ -4,10 +4,10 @@
 //! another team's record does not decrypt. Plaintext lives only in [`Secret`], whose
 //! `Debug` is redacted.
 
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, AwsService, aws_error};
 
 /// The encryption-context key that binds a ciphertext to its team (and that the IAM
 /// policies condition on: `kms:EncryptionContext:team_id`).
@@ -40,8 +40,9 @@ pub enum DecryptError {
     /// KMS refused the ciphertext for this team: it was made for another team (copied
     /// between records), under another key, or altered.
     NotThisTeams,
-    /// KMS could not be reached or refused the call itself: retry later.
-    Unavailable(ApiError),
+    /// The call itself failed: KMS was out of reach, busy, or refused the call for the
+    /// deployment's state (a key disabled or not ours to use): 503 (`error::aws_error`).
+    Failed(ApiError),
 }
 
 /// The KMS client and the key new secrets are encrypted under.
@@ -57,21 +58,6 @@ impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kms").field("key_id", &self.key_id).finish()
     }
-}
-
-/// 503 for a KMS failure; the SDK's detail goes to the log only.
-fn unavailable<E, R>(operation: &str, err: &SdkError<E, R>) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    tracing::warn!(
-        operation,
-        code = err.code().unwrap_or("transport"),
-        detail = %DisplayErrorContext(err),
-        "kms call failed"
-    );
-    ApiError::unavailable("The key service is unavailable; retry the request")
 }
 
 impl Kms {
@@ -104,8 +90,9 @@ impl Kms {
             .plaintext(Blob::new(secret.expose().as_bytes()))
             .encryption_context(CONTEXT_KEY, team_id)
             .send()
+            .within_deadline()
             .await
-            .map_err(|e| unavailable("Encrypt", &e))?;
+            .map_err(|e| aws_error(AwsService::Kms, e))?;
         out.ciphertext_blob
             .map(Blob::into_inner)
             .ok_or_else(|| ApiError::unavailable("The key service returned no ciphertext"))
@@ -121,6 +108,7 @@ impl Kms {
             .ciphertext_blob(Blob::new(ciphertext))
             .encryption_context(CONTEXT_KEY, team_id)
             .send()
+            .within_deadline()
             .await;
         let out = match result {
             Ok(out) => out,
@@ -132,12 +120,12 @@ impl Kms {
                 return Err(if refused {
                     DecryptError::NotThisTeams
                 } else {
-                    DecryptError::Unavailable(unavailable("Decrypt", &err))
+                    DecryptError::Failed(aws_error(AwsService::Kms, err))
                 });
             }
         };
         let plaintext = out.plaintext.map(Blob::into_inner).ok_or_else(|| {
-            DecryptError::Unavailable(ApiError::unavailable(
+            DecryptError::Failed(ApiError::unavailable(
                 "The key service returned no plaintext",
             ))
         })?;

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use billstack::App;
 use billstack::admin::{self, NewApiKey, NewMember};
-use billstack::auth::ApiKeyRecord;
 use billstack::config::{Config, IssuerConfig};
+use billstack::ids::TeamId;
 use billstack::lambda_http::{Body, Request};
+use billstack::model::ApiKeyRecord;
 use billstack::model::{Project, Role, Team};
 use billstack::secrets::Kms;
 use billstack::store::Store;
@@ -261,6 +262,29 @@ impl TestEnv {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     }
 
+    /// Moves a client key's claim in this project back past its stale bound, as if its
+    /// attempt had died ten minutes ago.
+    pub async fn age_idempotency_claim(&self, key: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.store
+            .client()
+            .update_item()
+            .table_name(self.store.table())
+            .key(
+                "pk",
+                AttributeValue::S(billstack::store::keys::project_partition(&self.project.id)),
+            )
+            .key("sk", AttributeValue::S(format!("IDEMPOTENCY#{key}")))
+            .update_expression("SET claimedAt = :then")
+            .expression_attribute_values(
+                ":then",
+                AttributeValue::N((billstack::clock::now_epoch() - 600).to_string()),
+            )
+            .send()
+            .await
+            .expect("age the claim");
+    }
+
     pub fn path(&self, resource: &str) -> String {
         project_path(&self.team.id, &self.project.id, resource)
     }
@@ -315,6 +339,24 @@ impl TestEnv {
             .call_with_headers(authorization, &[], method, path, body)
             .await;
         (status, body)
+    }
+
+    /// Creates in `resource` with the project's API key under a client `Idempotency-Key`;
+    /// answers the response headers too.
+    pub async fn create_with_key(
+        &self,
+        resource: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        self.call_with_headers(
+            Some(&format!("Bearer {}", self.key)),
+            &[("idempotency-key", idempotency_key)],
+            Method::POST,
+            &self.path(resource),
+            Some(body.to_string()),
+        )
+        .await
     }
 
     /// Sends a request with extra headers; answers the response headers too.
@@ -391,7 +433,7 @@ pub async fn seed_team(store: &Store, name: &str) -> Seeded {
 
 /// Connects `team_id` to the Stripe account of `secret_key`, as an owner's
 /// `POST /stripe/connect` does.
-pub async fn connect_stripe(app: &App, team_id: &str, secret_key: &str) {
+pub async fn connect_stripe(app: &App, team_id: &TeamId, secret_key: &str) {
     let new = connection::Connect::from_keys(secret_key.to_owned(), None, None)
         .expect("a well-formed key");
     connection::connect_team(app, team_id, &new)

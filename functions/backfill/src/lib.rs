@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use billstack::App;
 use billstack::clock;
-use billstack::error::ApiError;
-use billstack::ids::IdKind;
+use billstack::error::{ApiError, ErrorCode};
+use billstack::ids::{JobId, ProjectId, TeamId};
 use billstack::input::Page;
 use billstack::jobs::JobMessage;
 use billstack::model::{BackfillJob, JobState, SyncCounts, SyncObject, SyncStatus};
@@ -35,7 +35,7 @@ pub struct BackfillRequest {
 /// Starts a backfill of `team_id` (or answers the one running), and hands it on to run.
 pub async fn start(
     app: &App,
-    team_id: &str,
+    team_id: &TeamId,
     request: &BackfillRequest,
 ) -> Result<BackfillJob, ApiError> {
     if app.store.get_stripe_connection(team_id).await?.is_none() {
@@ -45,8 +45,8 @@ pub async fn start(
     }
     let now = clock::now_epoch();
     let job = BackfillJob {
-        team_id: team_id.to_owned(),
-        job_id: IdKind::Job.generate(),
+        team_id: team_id.clone(),
+        job_id: JobId::generate(),
         objects: request.objects.clone(),
         created_after: request.created_after,
         phase: 0,
@@ -68,8 +68,8 @@ pub async fn start(
         if let Some(running) = app.store.get_backfill_job(team_id).await? {
             return Ok(running);
         }
-        return Err(ApiError::conflict(
-            "backfill_in_progress",
+        return Err(ApiError::new(
+            ErrorCode::BackfillInProgress,
             "A backfill of this team is starting; retry shortly",
         ));
     }
@@ -78,11 +78,11 @@ pub async fn start(
         .await?;
     app.jobs
         .send(&JobMessage {
-            team_id: team_id.to_owned(),
+            team_id: team_id.clone(),
             job_id: job.job_id.clone(),
         })
         .await?;
-    tracing::info!(team_id, job_id = %job.job_id, "backfill started");
+    tracing::info!(team_id = team_id.as_str(), job_id = %job.job_id, "backfill started");
     Ok(job)
 }
 
@@ -103,7 +103,7 @@ pub async fn run(app: &App, message: &JobMessage, deadline: Instant) -> Result<b
 
 /// One page of the job; `true` when nothing is left to do.
 pub async fn step(app: &App, message: &JobMessage) -> Result<bool, ApiError> {
-    let team_id = message.team_id.as_str();
+    let team_id = &message.team_id;
     let Some(mut job) = app.store.get_backfill_job(team_id).await? else {
         return Ok(true);
     };
@@ -194,7 +194,7 @@ async fn check_ours(
                 starting_after: None,
             };
             let (projects, _) = store.list_projects(&job.team_id, &all).await?;
-            let ids: Vec<String> = projects.into_iter().map(|p| p.id).collect();
+            let ids: Vec<ProjectId> = projects.into_iter().map(|p| p.id).collect();
             job.projects = Some(ids.clone());
             ids
         }
@@ -224,7 +224,7 @@ async fn check_ours(
                     counts.deleted += 1;
                 }
             }
-            (records.last().map(|r| r.id.clone()), more)
+            (records.last().map(|r| r.id.to_string()), more)
         }
         SyncObject::Products => {
             let (records, more) = store.list_products(project_id, &page, false).await?;
@@ -236,7 +236,7 @@ async fn check_ours(
                     counts.deleted += 1;
                 }
             }
-            (records.last().map(|r| r.id.clone()), more)
+            (records.last().map(|r| r.id.to_string()), more)
         }
         SyncObject::Prices => {
             let (records, more) = store.list_prices(project_id, &page, false, None).await?;
@@ -248,7 +248,7 @@ async fn check_ours(
                     counts.deleted += 1;
                 }
             }
-            (records.last().map(|r| r.id.clone()), more)
+            (records.last().map(|r| r.id.to_string()), more)
         }
     };
     job.counts.insert(object_type, counts);
@@ -287,7 +287,7 @@ pub async fn run_locally(app: &App, message: &JobMessage, budget: Duration) {
             Ok(true) => return,
             Ok(false) => {}
             Err(err) => {
-                tracing::warn!(team_id = %message.team_id, code = err.code, "backfill step failed; retrying");
+                tracing::warn!(team_id = %message.team_id, code = err.code.as_str(), "backfill step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }

@@ -5,8 +5,9 @@
 
 use billstack::App;
 use billstack::clock;
-use billstack::error::ApiError;
+use billstack::error::{ApiError, ErrorCode};
 use billstack::http::{ApiResponse, TeamRequest};
+use billstack::ids::TeamId;
 use billstack::input::{self, Query, json_body};
 use billstack::model::{StripeConnection, SyncObject, SyncStatus};
 use billstack::routing::{Action, TeamResource};
@@ -116,8 +117,7 @@ impl Connect {
         // Not a key at all is a key Stripe would refuse: the same code, said before asking.
         let mode = key_mode(&secret_key, &["sk", "rk"]).ok_or_else(|| {
             ApiError::new(
-                http::StatusCode::BAD_REQUEST,
-                "invalid_stripe_key",
+                ErrorCode::InvalidStripeKey,
                 "secretKey must be a Stripe secret key (sk_test_…, sk_live_…) or restricted key (rk_test_…, rk_live_…)",
             )
             .with_param("secretKey")
@@ -182,7 +182,7 @@ async fn connect(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> 
 /// A failure at any step stores nothing.
 pub async fn connect_team(
     app: &App,
-    team_id: &str,
+    team_id: &TeamId,
     new: &Connect,
 ) -> Result<StripeConnection, ApiError> {
     // Stripe first: a key it refuses is never stored (nor encrypted).
@@ -222,7 +222,7 @@ pub async fn connect_team(
     app.store.put_stripe_connection(&connection).await?;
     app.stripe.forget(team_id);
     tracing::info!(
-        team_id,
+        team_id = team_id.as_str(),
         account_id = connection.account_id.as_deref().unwrap_or(""),
         livemode = connection.livemode,
         "stripe connected"
@@ -272,12 +272,12 @@ async fn key_still_valid(app: &App, connection: &StripeConnection) -> Option<boo
         .await
     {
         Ok(secret) => secret,
-        Err(err) if err.code == "stripe_not_connected" => return Some(false),
+        Err(err) if err.code == ErrorCode::StripeNotConnected => return Some(false),
         Err(_) => return None,
     };
     match app.stripe.check_key(&secret).await {
         Ok(_) => Some(true),
-        Err(err) if err.code == "invalid_stripe_key" => Some(false),
+        Err(err) if err.code == ErrorCode::InvalidStripeKey => Some(false),
         Err(_) => None,
     }
 }
@@ -386,7 +386,7 @@ async fn disconnect(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiErro
     let removed = app.store.delete_stripe_connection(team_id).await?;
     app.stripe.forget(team_id);
     if removed {
-        tracing::info!(team_id, "stripe disconnected");
+        tracing::info!(team_id = team_id.as_str(), "stripe disconnected");
     }
     Ok(ApiResponse::deleted())
 }
@@ -432,11 +432,11 @@ mod tests {
         ] {
             let err = refused(body);
             assert_eq!(err.param.as_deref(), Some(param), "{body}: {err:?}");
-            assert_eq!(err.status, 400);
+            assert_eq!(err.status(), 400);
             assert!(!err.message.contains("abcdefgh"), "{}", err.message);
         }
         assert_eq!(
-            refused(r#"{"secretKey": "sk_test_abcdefgh1234", "accountId": "x"}"#).status,
+            refused(r#"{"secretKey": "sk_test_abcdefgh1234", "accountId": "x"}"#).status(),
             400
         );
         let mixed = refused(

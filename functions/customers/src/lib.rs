@@ -2,54 +2,209 @@
 //! in Stripe and in our table. The Lambda, the local server and the tests all call
 //! [`handle`].
 
+use std::collections::HashMap;
+
 use billstack::App;
 use billstack::clock;
 use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
-use billstack::ids::IdKind;
+use billstack::ids::{CustomerId, ProjectId};
 use billstack::input::{
-    self, DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
-    unwanted_stripe_keys, validate_metadata,
+    self, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing, validate_metadata,
 };
 use billstack::model::Customer;
-use billstack::routing::{Action, Resource};
-use billstack::store::EmailReservation;
-use billstack::stripe::{CustomerChanges, StripeCustomer, StripeGateway, change_key, sorted};
+use billstack::routing::Resource;
+use billstack::store::{EmailReservation, Store};
+use billstack::stripe::{CustomerChanges, StripeCustomer, StripeGateway};
+use billstack::synced::{self, SyncedResource, our_metadata};
 use serde::Deserialize;
-use serde_json::json;
 
 pub const MAX_NAME_LEN: usize = 256;
 
 /// Answers every customers route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    req.expect_resource(Resource::Customers)?;
-    match req.route.action {
-        Action::List => list(app, &req).await,
-        Action::Create => create(app, &req).await,
-        Action::Get => get(app, &req)
-            .await
-            .map(|c| ApiResponse::ok(json!({"customer": c.to_json()}))),
-        Action::Update => update(app, &req).await,
-        Action::Delete => delete(app, &req).await,
+    synced::handle::<Customers>(app, req).await
+}
+
+/// The customers resource: its own rules, for the flows every resource shares.
+pub struct Customers;
+
+impl SyncedResource for Customers {
+    const RESOURCE: Resource = Resource::Customers;
+    type Record = Customer;
+    type Patch = CustomerPatch;
+    /// The new email's reservation, when the change moves the email.
+    type Held = Option<EmailReservation>;
+    type Changes = CustomerChanges;
+
+    const LIST_FILTERS: &'static [&'static str] = &[];
+    type Filter = ();
+
+    fn filter(_: &Query) -> Result<(), ApiError> {
+        Ok(())
     }
-}
 
-async fn get(app: &App, req: &ApiRequest) -> Result<Customer, ApiError> {
-    let id = req.object_id_of(Resource::Customers)?;
-    app.store
-        .get_customer(req.project_id(), id)
-        .await?
-        .ok_or_else(|| Resource::Customers.not_found())
-}
+    async fn page(
+        store: &Store,
+        project_id: &ProjectId,
+        page: &Page,
+        _: &(),
+    ) -> Result<(Vec<Customer>, bool), ApiError> {
+        store.list_customers(project_id, page).await
+    }
 
-async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let query = Query::parse(req.query.as_deref(), &["limit", "offset", "startingAfter"])?;
-    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Customer)?;
-    let (customers, has_more) = app.store.list_customers(req.project_id(), &page).await?;
-    Ok(ApiResponse::ok(json!({
-        "customers": customers.iter().map(Customer::to_json).collect::<Vec<_>>(),
-        "hasMore": has_more,
-    })))
+    /// Reserves the email, links or makes the Stripe customer, then writes the customer and
+    /// the email's activation in one transaction; any failure releases the email.
+    async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let new = NewCustomer::parse(&req.body)?;
+        let project_id = req.project_id();
+        let now = clock::now_epoch();
+        let (id, made_before) = synced::new_object::<Customers>(app, req).await?;
+        if let Some(answer) = made_before {
+            return Ok(answer);
+        }
+        let reservation = EmailReservation {
+            project_id: project_id.to_owned(),
+            email: new.email.clone(),
+            customer_id: id.clone(),
+        };
+        let stripe = app.stripe_for(&req.principal.team_id).await?;
+        app.store.reserve_email(&reservation, now).await?;
+
+        let stripe_customer = match stripe_customer_for(app, &stripe, req, &id, &new).await {
+            Ok(customer) => customer,
+            Err(err) => {
+                app.store.release_email(&reservation).await;
+                return Err(err);
+            }
+        };
+        let customer = Customer {
+            id,
+            project_id: project_id.to_owned(),
+            email: new.email,
+            name: new.name.or(stripe_customer.name),
+            metadata: new.metadata,
+            stripe_customer_id: stripe_customer.id,
+            created_at: now,
+            updated_at: now,
+            stripe_synced_at: now,
+            deleted_at: None,
+            email_conflict: None,
+            version: 1,
+        };
+        if let Err(err) = app.store.insert_customer(&customer, &reservation).await {
+            // The Stripe customer stays, carrying project_id and billstack_id: the next create
+            // of this email finds it and links to it instead of making another.
+            app.store.release_email(&reservation).await;
+            return Err(err);
+        }
+        Ok(synced::created::<Customers>(&customer))
+    }
+
+    async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let customer = synced::get::<Customers>(app, req).await?;
+        // Our record only: the Stripe customer stays, so its subscriptions and invoices do too.
+        if app.store.delete_customer(&customer).await? {
+            Ok(ApiResponse::deleted())
+        } else {
+            Err(Resource::Customers.not_found())
+        }
+    }
+
+    async fn load(
+        store: &Store,
+        project_id: &ProjectId,
+        id: &CustomerId,
+    ) -> Result<Option<Customer>, ApiError> {
+        store.get_customer(project_id, id).await
+    }
+
+    fn parse_patch(body: &[u8]) -> Result<CustomerPatch, ApiError> {
+        CustomerPatch::parse(body)
+    }
+
+    fn patched(current: &Customer, patch: &CustomerPatch) -> Customer {
+        let mut next = current.clone();
+        if let Some(email) = &patch.email {
+            next.email = email.clone();
+        }
+        if let Some(name) = &patch.name {
+            next.name = name.clone();
+        }
+        if let Some(metadata) = &patch.metadata {
+            next.metadata = metadata.clone();
+        }
+        next
+    }
+
+    fn to_json(customer: &Customer) -> serde_json::Value {
+        customer.to_json()
+    }
+
+    async fn hold(
+        app: &App,
+        current: &Customer,
+        next: &Customer,
+        now: i64,
+    ) -> Result<Option<EmailReservation>, ApiError> {
+        if next.email == current.email {
+            return Ok(None);
+        }
+        let reservation = EmailReservation {
+            project_id: current.project_id.clone(),
+            email: next.email.clone(),
+            customer_id: current.id.clone(),
+        };
+        app.store.reserve_email(&reservation, now).await?;
+        Ok(Some(reservation))
+    }
+
+    async fn release(app: &App, held: &Option<EmailReservation>) {
+        if let Some(reservation) = held {
+            app.store.release_email(reservation).await;
+        }
+    }
+
+    async fn write(
+        store: &Store,
+        next: &Customer,
+        current: &Customer,
+        held: &Option<EmailReservation>,
+    ) -> Result<(), ApiError> {
+        let moved = held.as_ref().map(|r| (current.email.as_str(), r));
+        store.replace_customer(next, current.version, moved).await
+    }
+
+    /// A customer gone from our table keeps its Stripe customer as it is (its
+    /// subscriptions and invoices stay).
+    fn truth_after_lost_write(found: Option<Customer>, _pushed: &Customer) -> Option<Customer> {
+        found
+    }
+
+    fn changes(
+        from: &Customer,
+        to: &Customer,
+        metadata: Option<HashMap<String, String>>,
+    ) -> Option<CustomerChanges> {
+        let changes = CustomerChanges {
+            email: (to.email != from.email).then(|| to.email.clone()),
+            name: (to.name != from.name).then(|| to.name.clone()),
+            metadata,
+        };
+        (changes != CustomerChanges::default()).then_some(changes)
+    }
+
+    async fn send(
+        stripe: &StripeGateway,
+        stripe_id: &str,
+        changes: &CustomerChanges,
+        idempotency_key: &str,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        Ok(stripe
+            .update_customer(stripe_id, changes, idempotency_key)
+            .await?
+            .metadata)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,62 +242,6 @@ impl NewCustomer {
     }
 }
 
-/// Our keys on every Stripe customer: enough to find the project and record of an orphan.
-fn our_metadata<'a>(project_id: &'a str, customer_id: &'a str) -> [(&'static str, &'a str); 2] {
-    [("project_id", project_id), ("billstack_id", customer_id)]
-}
-
-async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let new = NewCustomer::parse(&req.body)?;
-    let project_id = req.project_id();
-    let now = clock::now_epoch();
-    let id = req.new_object_id(IdKind::Customer);
-    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
-    if req.retried()
-        && let Some(done) = app.store.get_customer(project_id, &id).await?
-    {
-        return Ok(ApiResponse::created(json!({"customer": done.to_json()})));
-    }
-    let reservation = EmailReservation {
-        project_id: project_id.to_owned(),
-        email: new.email.clone(),
-        customer_id: id.clone(),
-    };
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    app.store.reserve_email(&reservation, now).await?;
-
-    let stripe_customer = match stripe_customer_for(app, &stripe, req, &id, &new).await {
-        Ok(customer) => customer,
-        Err(err) => {
-            app.store.release_email(&reservation).await;
-            return Err(err);
-        }
-    };
-    let customer = Customer {
-        id,
-        project_id: project_id.to_owned(),
-        email: new.email,
-        name: new.name.or(stripe_customer.name),
-        metadata: new.metadata,
-        stripe_customer_id: stripe_customer.id,
-        created_at: now,
-        updated_at: now,
-        stripe_synced_at: now,
-        deleted_at: None,
-        email_conflict: None,
-        version: 1,
-    };
-    if let Err(err) = app.store.insert_customer(&customer, &reservation).await {
-        // The Stripe customer stays, carrying project_id and billstack_id: the next create
-        // of this email finds it and links to it instead of making another.
-        app.store.release_email(&reservation).await;
-        return Err(err);
-    }
-    Ok(ApiResponse::created(
-        json!({"customer": customer.to_json()}),
-    ))
-}
-
 /// Links to the project's Stripe customer with this email (or one that no project claimed),
 /// else creates one, always in the team's own Stripe account. Never links to another
 /// project's Stripe customer: the two projects would then change each other's customer.
@@ -150,16 +249,23 @@ async fn stripe_customer_for(
     app: &App,
     stripe: &StripeGateway,
     req: &ApiRequest,
-    id: &str,
+    id: &CustomerId,
     new: &NewCustomer,
 ) -> Result<StripeCustomer, ApiError> {
     let project_id = req.project_id();
     let ours = our_metadata(project_id, id);
     let candidates = stripe.customers_by_email(&new.email).await?;
     let owner = |c: &StripeCustomer| c.metadata.get("project_id").cloned();
-    let mut existing = candidates
+    let mut existing = None;
+    for candidate in candidates
         .iter()
-        .find(|c| owner(c).as_deref() == Some(project_id));
+        .filter(|c| owner(c).as_deref() == Some(project_id))
+    {
+        if !held_by_another(app, project_id, id, candidate).await? {
+            existing = Some(candidate);
+            break;
+        }
+    }
     if existing.is_none() {
         // A customer no project claimed in its metadata may be linked by any project of the
         // team; the claim in our table lets only one of them have it, however they race.
@@ -212,6 +318,27 @@ async fn stripe_customer_for(
     }
 }
 
+/// Whether a Stripe customer of this project still belongs to another customer of ours: it
+/// can hold an email our record does not (an update whose undo in Stripe failed), and is
+/// then never linked, or two of our customers would share it. One left behind by a deleted
+/// customer or by a create that failed is free.
+async fn held_by_another(
+    app: &App,
+    project_id: &ProjectId,
+    id: &CustomerId,
+    candidate: &StripeCustomer,
+) -> Result<bool, ApiError> {
+    let holder = candidate.metadata.get("billstack_id");
+    match holder.and_then(|holder| CustomerId::parse(holder)) {
+        Some(holder) if holder != *id => Ok(app
+            .store
+            .get_customer(project_id, &holder)
+            .await?
+            .is_some_and(|c| c.stripe_customer_id == candidate.id)),
+        _ => Ok(false),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
@@ -246,153 +373,12 @@ impl CustomerPatch {
             Some(None) => Some(None),
             Some(Some(raw)) => Some(Some(input::text("name", &raw, MAX_NAME_LEN)?)),
         };
-        let metadata = body.metadata.map(Option::unwrap_or_default);
-        if let Some(metadata) = &metadata {
-            validate_metadata(metadata)?;
-        }
+        let metadata = input::patch_metadata(body.metadata)?;
         Ok(Self {
             email,
             name,
             metadata,
         })
-    }
-}
-
-async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let patch = CustomerPatch::parse(&req.body)?;
-    let current = get(app, req).await?;
-    let mut next = current.clone();
-    if let Some(email) = &patch.email {
-        next.email = email.clone();
-    }
-    if let Some(name) = &patch.name {
-        next.name = name.clone();
-    }
-    if let Some(metadata) = &patch.metadata {
-        next.metadata = metadata.clone();
-    }
-    if next == current {
-        return Ok(ApiResponse::ok(json!({"customer": current.to_json()})));
-    }
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    let email_changed = next.email != current.email;
-    let reservation = EmailReservation {
-        project_id: current.project_id.clone(),
-        email: next.email.clone(),
-        customer_id: current.id.clone(),
-    };
-    let now = clock::now_epoch();
-    if email_changed {
-        app.store.reserve_email(&reservation, now).await?;
-    }
-    let release = || async {
-        if email_changed {
-            app.store.release_email(&reservation).await;
-        }
-    };
-    if let Err(err) = push_to_stripe(&stripe, &current, &next, current.version, false).await {
-        release().await;
-        return Err(err);
-    }
-    next.updated_at = now.max(current.updated_at);
-    next.stripe_synced_at = now.max(current.stripe_synced_at);
-    next.version = current.version + 1;
-    let written = app
-        .store
-        .replace_customer(
-            &next,
-            current.version,
-            email_changed.then_some((current.email.as_str(), &reservation)),
-        )
-        .await;
-    if let Err(err) = written {
-        release().await;
-        undo_in_stripe(app, &stripe, &current, &next).await;
-        return Err(err);
-    }
-    Ok(ApiResponse::ok(json!({"customer": next.to_json()})))
-}
-
-/// Makes the Stripe customer, which holds `current`, hold `next` instead. Metadata
-/// replaces: the Stripe customer ends with exactly the new keys plus ours, including keys
-/// set in Stripe behind our back.
-async fn push_to_stripe(
-    stripe: &StripeGateway,
-    current: &Customer,
-    next: &Customer,
-    version: u64,
-    undo: bool,
-) -> Result<(), ApiError> {
-    let ours = our_metadata(&current.project_id, &current.id);
-    let changes = CustomerChanges {
-        email: (next.email != current.email).then(|| next.email.clone()),
-        name: (next.name != current.name).then(|| next.name.clone()),
-        metadata: (next.metadata != current.metadata)
-            .then(|| stripe_metadata_replacing(&next.metadata, &ours, current.metadata.keys())),
-    };
-    // Derived from the record's version and the change itself: a retry of the same change
-    // replays in Stripe, a different change gets its own key (an undo names itself).
-    let change = (&changes.email, &changes.name, sorted(&changes.metadata));
-    let key = change_key(&current.id, version, undo, &change);
-    let updated = stripe
-        .update_customer(&current.stripe_customer_id, &changes, &key)
-        .await?;
-    if changes.metadata.is_some() {
-        let extra = unwanted_stripe_keys(&updated.metadata, &next.metadata);
-        if !extra.is_empty() {
-            let cleanup = CustomerChanges {
-                metadata: Some(extra),
-                ..CustomerChanges::default()
-            };
-            stripe
-                .update_customer(
-                    &current.stripe_customer_id,
-                    &cleanup,
-                    &format!("{key}_cleanup"),
-                )
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// After Stripe took `pushed` but our write of it failed (another request changed the
-/// customer meanwhile, or DynamoDB failed): puts Stripe back to what our table holds now,
-/// so that Stripe never keeps a loser's values, nor an email our table does not give the
-/// customer (which a later create of that email would link to). A customer deleted
-/// meanwhile keeps its Stripe customer as it is, as every delete does. Best effort: a
-/// failure is logged.
-async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Customer, pushed: &Customer) {
-    let truth = match app
-        .store
-        .get_customer(&current.project_id, &current.id)
-        .await
-    {
-        Ok(Some(customer)) => customer,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::warn!(
-                code = err.code,
-                "could not read the customer to undo a change in Stripe"
-            );
-            return;
-        }
-    };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
-        tracing::warn!(
-            code = err.code,
-            "could not undo a customer change in Stripe"
-        );
-    }
-}
-
-async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let customer = get(app, req).await?;
-    // Our record only: the Stripe customer stays, so its subscriptions and invoices do too.
-    if app.store.delete_customer(&customer).await? {
-        Ok(ApiResponse::deleted())
-    } else {
-        Err(Resource::Customers.not_found())
     }
 }
 

@@ -2,80 +2,222 @@
 //! Stripe and in our table. A price's amount, currency and interval never change (as in
 //! Stripe): only `isActive` and `metadata` can.
 
-use std::str::FromStr;
+use std::collections::HashMap;
 
 use billstack::App;
 use billstack::clock;
-use billstack::error::ApiError;
+use billstack::error::{ApiError, ErrorCode};
 use billstack::http::{ApiRequest, ApiResponse};
-use billstack::ids::IdKind;
+use billstack::ids::{PriceId, ProductId, ProjectId};
 use billstack::input::{
-    DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
-    unwanted_stripe_keys, validate_metadata, whole_number,
+    self, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing, validate_metadata,
+    whole_number,
 };
-use billstack::model::{Interval, Price, PriceType};
-use billstack::routing::{Action, Resource};
-use billstack::stripe::{NewStripePrice, StripeGateway, change_key, sorted, update_key};
+use billstack::model::{Currency, Interval, Price, PriceType};
+use billstack::routing::Resource;
+use billstack::store::Store;
+use billstack::stripe::{NewStripePrice, StripeGateway, change_key};
+use billstack::synced::{self, SyncedResource, our_metadata};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Stripe's bound on `unit_amount` (in the currency's minor unit).
 pub const MAX_UNIT_AMOUNT: i64 = 99_999_999;
 
 /// Answers every prices route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    req.expect_resource(Resource::Prices)?;
-    match req.route.action {
-        Action::List => list(app, &req).await,
-        Action::Create => create(app, &req).await,
-        Action::Get => get(app, &req)
+    synced::handle::<Prices>(app, req).await
+}
+
+/// The prices resource: its own rules, for the flows every resource shares.
+pub struct Prices;
+
+impl SyncedResource for Prices {
+    const RESOURCE: Resource = Resource::Prices;
+    type Record = Price;
+    type Patch = PricePatch;
+    type Held = ();
+    /// `active`, metadata: all Stripe lets change on a price.
+    type Changes = (Option<bool>, Option<HashMap<String, String>>);
+
+    const LIST_FILTERS: &'static [&'static str] = &["activeOnly", "productId"];
+    /// Active prices only (`activeOnly`, true unless asked), and of one product.
+    type Filter = (bool, Option<ProductId>);
+
+    fn filter(query: &Query) -> Result<Self::Filter, ApiError> {
+        let active_only = query.boolean("activeOnly", true)?;
+        let product_id = query.get("productId").map(product_id).transpose()?;
+        Ok((active_only, product_id))
+    }
+
+    async fn page(
+        store: &Store,
+        project_id: &ProjectId,
+        page: &Page,
+        (active_only, product_id): &Self::Filter,
+    ) -> Result<(Vec<Price>, bool), ApiError> {
+        store
+            .list_prices(project_id, page, *active_only, product_id.as_ref())
             .await
-            .map(|p| ApiResponse::ok(json!({"price": p.to_json()}))),
-        Action::Update => update(app, &req).await,
-        Action::Delete => delete(app, &req).await,
     }
-}
 
-async fn get(app: &App, req: &ApiRequest) -> Result<Price, ApiError> {
-    let id = req.object_id_of(Resource::Prices)?;
-    app.store
-        .get_price(req.project_id(), id)
-        .await?
-        .ok_or_else(|| Resource::Prices.not_found())
-}
-
-async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let query = Query::parse(
-        req.query.as_deref(),
-        &[
-            "activeOnly",
-            "productId",
-            "limit",
-            "offset",
-            "startingAfter",
-        ],
-    )?;
-    let active_only = query.boolean("activeOnly", true)?;
-    // Bounded like every list (conventions.md: limit defaults to 50), so no answer
-    // outgrows Lambda's 6 MB response limit; `hasMore` says when there is more.
-    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Price)?;
-    let product_id = query.get("productId");
-    if let Some(product_id) = product_id
-        && !IdKind::Product.matches(product_id)
-    {
-        return Err(ApiError::invalid(
-            "productId",
-            "productId must be a product ID (pp_...)",
-        ));
+    async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let new = NewPrice::parse(&req.body)?;
+        let project_id = req.project_id();
+        let product = app
+            .store
+            .get_product(project_id, &new.product_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid("productId", format!("No such product: {}", new.product_id))
+            })?;
+        if product.deleting {
+            return Err(ApiError::new(
+                ErrorCode::ProductDeleted,
+                format!("Product {} is being deleted", product.id),
+            )
+            .with_param("productId"));
+        }
+        let (id, made_before) = synced::new_object::<Prices>(app, req).await?;
+        if let Some(answer) = made_before {
+            return Ok(answer);
+        }
+        let now = clock::now_epoch();
+        let ours = our_metadata(project_id, &id);
+        let stripe = app.stripe_for(&req.principal.team_id).await?;
+        let stripe_price = stripe
+            .create_price(
+                &NewStripePrice {
+                    product: &product.stripe_product_id,
+                    unit_amount: new.unit_amount,
+                    currency: new.currency.as_str(),
+                    recurring: new.interval.zip(new.interval_count),
+                    metadata: stripe_metadata_replacing(&new.metadata, &ours, []),
+                },
+                &format!("bs_{id}_create"),
+            )
+            .await?;
+        let price = Price {
+            id,
+            project_id: project_id.to_owned(),
+            product_id: product.id,
+            unit_amount: new.unit_amount,
+            currency: new.currency,
+            price_type: new.price_type,
+            interval: new.interval,
+            interval_count: new.interval_count,
+            is_active: true,
+            metadata: new.metadata,
+            stripe_price_id: stripe_price.id,
+            created_at: now,
+            updated_at: now,
+            stripe_synced_at: now,
+            version: 1,
+        };
+        if let Err(err) = app.store.insert_price(&price).await {
+            // Stripe prices cannot be deleted: deactivate it, so nothing can use it.
+            let key = format!("bs_{}_undo", price.id);
+            if let Err(undo) = stripe
+                .update_price(&price.stripe_price_id, Some(false), None, &key)
+                .await
+            {
+                tracing::error!(stripe_price = %price.stripe_price_id, error = %undo, "active orphan Stripe price left behind");
+            }
+            return Err(err);
+        }
+        Ok(synced::created::<Prices>(&price))
     }
-    let (prices, has_more) = app
-        .store
-        .list_prices(req.project_id(), &page, active_only, product_id)
-        .await?;
-    Ok(ApiResponse::ok(json!({
-        "prices": prices.iter().map(Price::to_json).collect::<Vec<_>>(),
-        "hasMore": has_more,
-    })))
+
+    /// Deactivates the price in Stripe (Stripe keeps prices forever), then removes ours.
+    /// Subscriptions already using it are not affected. When our delete fails after Stripe
+    /// deactivated the price, Stripe is put back to what our table holds then (active again
+    /// if the price is still there and was).
+    async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let price = synced::get::<Prices>(app, req).await?;
+        let stripe = app.stripe_for(&req.principal.team_id).await?;
+        let key = change_key(&price.id, price.version, false, &"archive");
+        stripe
+            .update_price(&price.stripe_price_id, Some(false), None, &key)
+            .await?;
+        match app.store.delete_price(&price).await {
+            Ok(true) => Ok(ApiResponse::deleted()),
+            Ok(false) => Err(Resource::Prices.not_found()),
+            Err(err) => {
+                let archived = Price {
+                    is_active: false,
+                    ..price.clone()
+                };
+                synced::undo::<Prices>(app, &stripe, &price, &archived).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn load(
+        store: &Store,
+        project_id: &ProjectId,
+        id: &PriceId,
+    ) -> Result<Option<Price>, ApiError> {
+        store.get_price(project_id, id).await
+    }
+
+    fn parse_patch(body: &[u8]) -> Result<PricePatch, ApiError> {
+        PricePatch::parse(body)
+    }
+
+    fn patched(current: &Price, patch: &PricePatch) -> Price {
+        let mut next = current.clone();
+        if let Some(active) = patch.is_active {
+            next.is_active = active;
+        }
+        if let Some(metadata) = &patch.metadata {
+            next.metadata = metadata.clone();
+        }
+        next
+    }
+
+    fn to_json(price: &Price) -> Value {
+        price.to_json()
+    }
+
+    async fn hold(_: &App, _: &Price, _: &Price, _: i64) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    async fn release(_: &App, _: &()) {}
+
+    async fn write(store: &Store, next: &Price, current: &Price, _: &()) -> Result<(), ApiError> {
+        store.replace_price(next, current.version).await
+    }
+
+    /// A price gone from our table is deactivated in Stripe.
+    fn truth_after_lost_write(found: Option<Price>, pushed: &Price) -> Option<Price> {
+        Some(found.unwrap_or_else(|| Price {
+            is_active: false,
+            ..pushed.clone()
+        }))
+    }
+
+    fn changes(
+        from: &Price,
+        to: &Price,
+        metadata: Option<HashMap<String, String>>,
+    ) -> Option<Self::Changes> {
+        let active = (to.is_active != from.is_active).then_some(to.is_active);
+        (active.is_some() || metadata.is_some()).then_some((active, metadata))
+    }
+
+    async fn send(
+        stripe: &StripeGateway,
+        stripe_id: &str,
+        (active, metadata): &Self::Changes,
+        idempotency_key: &str,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        Ok(stripe
+            .update_price(stripe_id, *active, metadata.clone(), idempotency_key)
+            .await?
+            .metadata)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,13 +238,19 @@ struct CreateBody {
 /// A validated create request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPrice {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub unit_amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub price_type: PriceType,
     pub interval: Option<Interval>,
     pub interval_count: Option<u32>,
     pub metadata: Metadata,
+}
+
+/// A `productId` given, if it has the form of a product's ID.
+fn product_id(text: &str) -> Result<ProductId, ApiError> {
+    ProductId::parse(text)
+        .ok_or_else(|| ApiError::invalid("productId", "productId must be a product ID (pp_...)"))
 }
 
 fn required<T>(value: Option<T>, param: &str) -> Result<T, ApiError> {
@@ -112,13 +260,7 @@ fn required<T>(value: Option<T>, param: &str) -> Result<T, ApiError> {
 impl NewPrice {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let body: CreateBody = json_body(body)?;
-        let product_id = required(body.product_id, "productId")?;
-        if !IdKind::Product.matches(&product_id) {
-            return Err(ApiError::invalid(
-                "productId",
-                "productId must be a product ID (pp_...)",
-            ));
-        }
+        let product_id = product_id(&required(body.product_id, "productId")?)?;
         let unit_amount = required(body.unit_amount, "unitAmount")?;
         if !(0..=MAX_UNIT_AMOUNT).contains(&unit_amount) {
             return Err(ApiError::invalid(
@@ -200,94 +342,15 @@ impl NewPrice {
 }
 
 /// Three letters, one of the currencies Stripe knows; stored lowercase.
-fn parse_currency(raw: &str) -> Result<String, ApiError> {
-    let currency = raw.trim().to_ascii_lowercase();
-    let known = currency.len() == 3
-        && currency.bytes().all(|b| b.is_ascii_lowercase())
-        && !matches!(
-            stripe_types::Currency::from_str(&currency),
-            Ok(stripe_types::Currency::Unknown(_))
-        );
-    if known {
-        Ok(currency)
-    } else {
-        Err(ApiError::invalid(
+fn parse_currency(raw: &str) -> Result<Currency, ApiError> {
+    Currency::parse(raw).ok_or_else(|| {
+        ApiError::invalid(
             "currency",
             format!(
                 "currency must be a three-letter ISO code Stripe supports (usd, eur, ...), not {raw:?}"
             ),
-        ))
-    }
-}
-
-async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let new = NewPrice::parse(&req.body)?;
-    let project_id = req.project_id();
-    let product = app
-        .store
-        .get_product(project_id, &new.product_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid("productId", format!("No such product: {}", new.product_id))
-        })?;
-    if product.deleting {
-        return Err(ApiError::conflict(
-            "product_deleted",
-            format!("Product {} is being deleted", product.id),
         )
-        .with_param("productId"));
-    }
-    let id = req.new_object_id(IdKind::Price);
-    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
-    if req.retried()
-        && let Some(done) = app.store.get_price(project_id, &id).await?
-    {
-        return Ok(ApiResponse::created(json!({"price": done.to_json()})));
-    }
-    let now = clock::now_epoch();
-    let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    let stripe_price = stripe
-        .create_price(
-            &NewStripePrice {
-                product: &product.stripe_product_id,
-                unit_amount: new.unit_amount,
-                currency: &new.currency,
-                recurring: new.interval.zip(new.interval_count),
-                metadata: stripe_metadata_replacing(&new.metadata, &ours, []),
-            },
-            &format!("bs_{id}_create"),
-        )
-        .await?;
-    let price = Price {
-        id,
-        project_id: project_id.to_owned(),
-        product_id: product.id,
-        unit_amount: new.unit_amount,
-        currency: new.currency,
-        price_type: new.price_type,
-        interval: new.interval,
-        interval_count: new.interval_count,
-        is_active: true,
-        metadata: new.metadata,
-        stripe_price_id: stripe_price.id,
-        created_at: now,
-        updated_at: now,
-        stripe_synced_at: now,
-        version: 1,
-    };
-    if let Err(err) = app.store.insert_price(&price).await {
-        // Stripe prices cannot be deleted: deactivate it, so nothing can use it.
-        let key = format!("bs_{}_undo", price.id);
-        if let Err(undo) = stripe
-            .update_price(&price.stripe_price_id, Some(false), None, &key)
-            .await
-        {
-            tracing::error!(stripe_price = %price.stripe_price_id, error = %undo, "active orphan Stripe price left behind");
-        }
-        return Err(err);
-    }
-    Ok(ApiResponse::created(json!({"price": price.to_json()})))
+    })
 }
 
 /// Fields a price has but an update cannot change.
@@ -330,126 +393,12 @@ impl PricePatch {
             ));
         }
         let body: UpdateBody = json_body(body)?;
-        let is_active = match body.is_active {
-            None => None,
-            Some(None) => {
-                return Err(ApiError::invalid(
-                    "isActive",
-                    "isActive must be true or false",
-                ));
-            }
-            Some(Some(active)) => Some(active),
-        };
-        let metadata = body.metadata.map(Option::unwrap_or_default);
-        if let Some(metadata) = &metadata {
-            validate_metadata(metadata)?;
-        }
+        let is_active = input::patch_active(body.is_active)?;
+        let metadata = input::patch_metadata(body.metadata)?;
         Ok(Self {
             is_active,
             metadata,
         })
-    }
-}
-
-async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let patch = PricePatch::parse(&req.body)?;
-    let current = get(app, req).await?;
-    let mut next = current.clone();
-    if let Some(active) = patch.is_active {
-        next.is_active = active;
-    }
-    if let Some(metadata) = &patch.metadata {
-        next.metadata = metadata.clone();
-    }
-    if next == current {
-        return Ok(ApiResponse::ok(json!({"price": current.to_json()})));
-    }
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    push_to_stripe(&stripe, &current, &next, current.version, false).await?;
-    next.updated_at = clock::now_epoch().max(current.updated_at);
-    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
-    next.version = current.version + 1;
-    if let Err(err) = app.store.replace_price(&next, current.version).await {
-        undo_in_stripe(app, &stripe, &current, &next).await;
-        return Err(err);
-    }
-    Ok(ApiResponse::ok(json!({"price": next.to_json()})))
-}
-
-/// Makes the Stripe price, which holds `from`, hold `to` instead (only `active` and
-/// metadata change; metadata replaces). The idempotency key derives from the record's
-/// `version`, the change and whether it is an `undo`.
-async fn push_to_stripe(
-    stripe: &StripeGateway,
-    from: &Price,
-    to: &Price,
-    version: u64,
-    undo: bool,
-) -> Result<(), ApiError> {
-    let ours = [
-        ("project_id", from.project_id.as_str()),
-        ("billstack_id", from.id.as_str()),
-    ];
-    let active = (to.is_active != from.is_active).then_some(to.is_active);
-    let metadata = (to.metadata != from.metadata)
-        .then(|| stripe_metadata_replacing(&to.metadata, &ours, from.metadata.keys()));
-    let change = (active, sorted(&metadata));
-    let key = change_key(&from.id, version, undo, &change);
-    let updated = stripe
-        .update_price(&from.stripe_price_id, active, metadata.clone(), &key)
-        .await?;
-    if metadata.is_some() {
-        let extra = unwanted_stripe_keys(&updated.metadata, &to.metadata);
-        if !extra.is_empty() {
-            stripe
-                .update_price(
-                    &from.stripe_price_id,
-                    None,
-                    Some(extra),
-                    &format!("{key}_cleanup"),
-                )
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// After Stripe took `pushed` but our write of it failed (another request changed or
-/// deleted the price meanwhile, or DynamoDB failed): puts Stripe back to what our table
-/// holds now, deactivated if the price is gone. Best effort: a failure is logged.
-async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Price, pushed: &Price) {
-    let truth = match app.store.get_price(&current.project_id, &current.id).await {
-        Ok(Some(price)) => price,
-        Ok(None) => Price {
-            is_active: false,
-            ..pushed.clone()
-        },
-        Err(err) => {
-            tracing::warn!(
-                code = err.code,
-                "could not read the price to undo a change in Stripe"
-            );
-            return;
-        }
-    };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
-        tracing::warn!(code = err.code, "could not undo a price change in Stripe");
-    }
-}
-
-/// Deactivates the price in Stripe (Stripe keeps prices forever), then removes ours.
-/// Subscriptions already using it are not affected.
-async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let price = get(app, req).await?;
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    let key = update_key(&price.id, price.version, &"archive");
-    stripe
-        .update_price(&price.stripe_price_id, Some(false), None, &key)
-        .await?;
-    if app.store.delete_price(&price).await? {
-        Ok(ApiResponse::deleted())
-    } else {
-        Err(Resource::Prices.not_found())
     }
 }
 

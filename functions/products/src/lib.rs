@@ -2,21 +2,23 @@
 //! Stripe and in our table. Deleting a product archives it and deactivates its prices in
 //! Stripe, and removes it and its prices from our table.
 
+use std::collections::HashMap;
+
 use billstack::App;
 use billstack::clock;
 use billstack::deadline;
 use billstack::error::ApiError;
 use billstack::http::{ApiRequest, ApiResponse};
-use billstack::ids::IdKind;
+use billstack::ids::{ProductId, ProjectId};
 use billstack::input::{
-    self, DEFAULT_LIMIT, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing,
-    unwanted_stripe_keys, validate_metadata,
+    self, Metadata, Page, Query, json_body, nullable, stripe_metadata_replacing, validate_metadata,
 };
-use billstack::model::Product;
-use billstack::routing::{Action, Resource};
-use billstack::stripe::{ProductChanges, StripeGateway, change_key, sorted, update_key};
+use billstack::model::{Mirrored, Price, Product};
+use billstack::routing::Resource;
+use billstack::store::Store;
+use billstack::stripe::{ProductChanges, StripeGateway, update_key};
+use billstack::synced::{self, SyncedResource, our_metadata};
 use serde::Deserialize;
-use serde_json::json;
 
 pub const MAX_NAME_LEN: usize = 250;
 pub const MAX_DESCRIPTION_LEN: usize = 5000;
@@ -25,43 +27,238 @@ const DELETE_STEP: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Answers every products route; other resources' routes are not this function's.
 pub async fn handle(app: &App, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    req.expect_resource(Resource::Products)?;
-    match req.route.action {
-        Action::List => list(app, &req).await,
-        Action::Create => create(app, &req).await,
-        Action::Get => get(app, &req)
-            .await
-            .map(|p| ApiResponse::ok(json!({"product": p.to_json()}))),
-        Action::Update => update(app, &req).await,
-        Action::Delete => delete(app, &req).await,
+    synced::handle::<Products>(app, req).await
+}
+
+/// The products resource: its own rules, for the flows every resource shares.
+pub struct Products;
+
+impl SyncedResource for Products {
+    const RESOURCE: Resource = Resource::Products;
+    type Record = Product;
+    type Patch = ProductPatch;
+    type Held = ();
+    type Changes = ProductChanges;
+
+    const LIST_FILTERS: &'static [&'static str] = &["activeOnly"];
+    /// Active products only (`activeOnly`, true unless asked).
+    type Filter = bool;
+
+    fn filter(query: &Query) -> Result<bool, ApiError> {
+        query.boolean("activeOnly", true)
     }
-}
 
-async fn get(app: &App, req: &ApiRequest) -> Result<Product, ApiError> {
-    let id = req.object_id_of(Resource::Products)?;
-    app.store
-        .get_product(req.project_id(), id)
-        .await?
-        .ok_or_else(|| Resource::Products.not_found())
-}
+    async fn page(
+        store: &Store,
+        project_id: &ProjectId,
+        page: &Page,
+        active_only: &bool,
+    ) -> Result<(Vec<Product>, bool), ApiError> {
+        store.list_products(project_id, page, *active_only).await
+    }
 
-async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let query = Query::parse(
-        req.query.as_deref(),
-        &["activeOnly", "limit", "offset", "startingAfter"],
-    )?;
-    let active_only = query.boolean("activeOnly", true)?;
-    // Bounded like every list (conventions.md: limit defaults to 50), so no answer
-    // outgrows Lambda's 6 MB response limit; `hasMore` says when there is more.
-    let page = Page::from_query(&query, Some(DEFAULT_LIMIT), IdKind::Product)?;
-    let (products, has_more) = app
-        .store
-        .list_products(req.project_id(), &page, active_only)
-        .await?;
-    Ok(ApiResponse::ok(json!({
-        "products": products.iter().map(Product::to_json).collect::<Vec<_>>(),
-        "hasMore": has_more,
-    })))
+    async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let new = NewProduct::parse(&req.body)?;
+        let project_id = req.project_id();
+        let (id, made_before) = synced::new_object::<Products>(app, req).await?;
+        if let Some(answer) = made_before {
+            return Ok(answer);
+        }
+        let now = clock::now_epoch();
+        let ours = our_metadata(project_id, &id);
+        let stripe = app.stripe_for(&req.principal.team_id).await?;
+        let stripe_product = stripe
+            .create_product(
+                &new.name,
+                new.description.as_deref(),
+                stripe_metadata_replacing(&new.metadata, &ours, []),
+                &format!("bs_{id}_create"),
+            )
+            .await?;
+        let product = Product {
+            id,
+            project_id: project_id.to_owned(),
+            name: new.name,
+            description: new.description,
+            is_active: true,
+            metadata: new.metadata,
+            stripe_product_id: stripe_product.id,
+            created_at: now,
+            updated_at: now,
+            stripe_synced_at: now,
+            version: 1,
+            deleting: false,
+        };
+        if let Err(err) = app.store.insert_product(&product).await {
+            // A write whose answer was lost may have committed (the SDK's retry then fails its
+            // condition on our own record): look before undoing anything.
+            match app.store.get_product(project_id, &product.id).await {
+                Ok(Some(stored)) if stored.stripe_product_id == product.stripe_product_id => {
+                    return Ok(synced::created::<Products>(&stored));
+                }
+                // Not written: undo the Stripe side (a product with no prices can be deleted).
+                Ok(_) => {
+                    if let Err(undo) = stripe.delete_product(&product.stripe_product_id).await {
+                        tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
+                    }
+                }
+                // Cannot tell: keep the Stripe product (its metadata names our ID) rather than
+                // risk deleting the Stripe side of a record that exists.
+                Err(_) => {
+                    tracing::error!(stripe_product = %product.stripe_product_id, "product write unconfirmed; Stripe product kept");
+                }
+            }
+            return Err(err);
+        }
+        Ok(synced::created::<Products>(&product))
+    }
+
+    /// Stripe first, our table last: a failure half way leaves our records in place (the
+    /// prices already deactivated in Stripe are marked inactive here too), and the retry of
+    /// the delete finishes the job. From the first step on, no new price can be added.
+    async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let found = synced::get::<Products>(app, req).await?;
+        let stripe = app.stripe_for(&req.principal.team_id).await?;
+        // A retry of a delete finds the mark (and its version, which the keys below derive
+        // from) in place.
+        let product = if found.deleting {
+            found
+        } else {
+            app.store.mark_product_deleting(&found).await?
+        };
+        let prices = app
+            .store
+            .prices_of_product(&product.project_id, &product.id)
+            .await?;
+        // Each price is deactivated once: a price inactive in our record is inactive in Stripe
+        // (we write it so only after Stripe did), so a retried delete goes on where the last
+        // attempt stopped. Each step must fit in what is left of the invocation; when the next
+        // one would not, the attempt answers 503 with what it did, and its retry continues.
+        let active: Vec<_> = prices.iter().filter(|p| p.is_active).collect();
+        for (done, price) in active.iter().enumerate() {
+            if !deadline::allows(DELETE_STEP) {
+                let left = active.len() - done;
+                return Err(ApiError::unavailable(format!(
+                    "Deleting this product takes more than one request: {left} of its prices are still to be deactivated in Stripe; retry the delete to continue"
+                )));
+            }
+            let key = update_key(&price.id, price.version, &"archive");
+            stripe
+                .update_price(&price.stripe_price_id, Some(false), None, &key)
+                .await?;
+            let mut inactive = Price {
+                is_active: false,
+                ..(*price).clone()
+            };
+            inactive.stamp(clock::now_epoch(), price);
+            app.store.replace_price(&inactive, price.version).await?;
+        }
+        if !deadline::allows(DELETE_STEP) {
+            return Err(ApiError::unavailable(
+                "Deleting this product takes more than one request: its prices are deactivated; retry the delete to finish it",
+            ));
+        }
+        let archive = ProductChanges {
+            active: Some(false),
+            ..ProductChanges::default()
+        };
+        let key = update_key(&product.id, product.version, &"archive");
+        stripe
+            .update_product(&product.stripe_product_id, &archive, &key)
+            .await?;
+        app.store
+            .delete_product_with_prices(&product, &prices)
+            .await?;
+        Ok(ApiResponse::deleted())
+    }
+
+    async fn load(
+        store: &Store,
+        project_id: &ProjectId,
+        id: &ProductId,
+    ) -> Result<Option<Product>, ApiError> {
+        store.get_product(project_id, id).await
+    }
+
+    fn parse_patch(body: &[u8]) -> Result<ProductPatch, ApiError> {
+        ProductPatch::parse(body)
+    }
+
+    fn patched(current: &Product, patch: &ProductPatch) -> Product {
+        let mut next = current.clone();
+        if let Some(name) = &patch.name {
+            next.name = name.clone();
+        }
+        if let Some(description) = &patch.description {
+            next.description = description.clone();
+        }
+        if let Some(active) = patch.is_active {
+            next.is_active = active;
+        }
+        if let Some(metadata) = &patch.metadata {
+            next.metadata = metadata.clone();
+        }
+        next
+    }
+
+    fn to_json(product: &Product) -> serde_json::Value {
+        product.to_json()
+    }
+
+    async fn hold(_: &App, _: &Product, _: &Product, _: i64) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    async fn release(_: &App, _: &()) {}
+
+    async fn write(
+        store: &Store,
+        next: &Product,
+        current: &Product,
+        _: &(),
+    ) -> Result<(), ApiError> {
+        store.replace_product(next, current.version).await
+    }
+
+    /// A product gone, or being deleted, is archived in Stripe (with its own values, when
+    /// we still hold it: the delete may have archived it already).
+    fn truth_after_lost_write(found: Option<Product>, pushed: &Product) -> Option<Product> {
+        let archived = |product: Product| Product {
+            is_active: false,
+            ..product
+        };
+        Some(match found {
+            Some(product) if !product.deleting => product,
+            Some(product) => archived(product),
+            None => archived(pushed.clone()),
+        })
+    }
+
+    fn changes(
+        from: &Product,
+        to: &Product,
+        metadata: Option<HashMap<String, String>>,
+    ) -> Option<ProductChanges> {
+        let changes = ProductChanges {
+            name: (to.name != from.name).then(|| to.name.clone()),
+            description: (to.description != from.description).then(|| to.description.clone()),
+            active: (to.is_active != from.is_active).then_some(to.is_active),
+            metadata,
+        };
+        (changes != ProductChanges::default()).then_some(changes)
+    }
+
+    async fn send(
+        stripe: &StripeGateway,
+        stripe_id: &str,
+        changes: &ProductChanges,
+        idempotency_key: &str,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        Ok(stripe
+            .update_product(stripe_id, changes, idempotency_key)
+            .await?
+            .metadata)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,65 +294,6 @@ impl NewProduct {
             metadata,
         })
     }
-}
-
-async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let new = NewProduct::parse(&req.body)?;
-    let project_id = req.project_id();
-    let id = req.new_object_id(IdKind::Product);
-    // An earlier attempt under this Idempotency-Key may have finished all but its answer.
-    if req.retried()
-        && let Some(done) = app.store.get_product(project_id, &id).await?
-    {
-        return Ok(ApiResponse::created(json!({"product": done.to_json()})));
-    }
-    let now = clock::now_epoch();
-    let ours = [("project_id", project_id), ("billstack_id", id.as_str())];
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    let stripe_product = stripe
-        .create_product(
-            &new.name,
-            new.description.as_deref(),
-            stripe_metadata_replacing(&new.metadata, &ours, []),
-            &format!("bs_{id}_create"),
-        )
-        .await?;
-    let product = Product {
-        id,
-        project_id: project_id.to_owned(),
-        name: new.name,
-        description: new.description,
-        is_active: true,
-        metadata: new.metadata,
-        stripe_product_id: stripe_product.id,
-        created_at: now,
-        updated_at: now,
-        stripe_synced_at: now,
-        version: 1,
-        deleting: false,
-    };
-    if let Err(err) = app.store.insert_product(&product).await {
-        // A write whose answer was lost may have committed (the SDK's retry then fails its
-        // condition on our own record): look before undoing anything.
-        match app.store.get_product(project_id, &product.id).await {
-            Ok(Some(stored)) if stored.stripe_product_id == product.stripe_product_id => {
-                return Ok(ApiResponse::created(json!({"product": stored.to_json()})));
-            }
-            // Not written: undo the Stripe side (a product with no prices can be deleted).
-            Ok(_) => {
-                if let Err(undo) = stripe.delete_product(&product.stripe_product_id).await {
-                    tracing::error!(stripe_product = %product.stripe_product_id, error = %undo, "orphan Stripe product left behind");
-                }
-            }
-            // Cannot tell: keep the Stripe product (its metadata names our ID) rather than
-            // risk deleting the Stripe side of a record that exists.
-            Err(_) => {
-                tracing::error!(stripe_product = %product.stripe_product_id, "product write unconfirmed; Stripe product kept");
-            }
-        }
-        return Err(err);
-    }
-    Ok(ApiResponse::created(json!({"product": product.to_json()})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,20 +333,8 @@ impl ProductPatch {
             Some(None) => Some(None),
             Some(Some(raw)) => Some(Some(input::text("description", &raw, MAX_DESCRIPTION_LEN)?)),
         };
-        let is_active = match body.is_active {
-            None => None,
-            Some(None) => {
-                return Err(ApiError::invalid(
-                    "isActive",
-                    "isActive must be true or false",
-                ));
-            }
-            Some(Some(active)) => Some(active),
-        };
-        let metadata = body.metadata.map(Option::unwrap_or_default);
-        if let Some(metadata) = &metadata {
-            validate_metadata(metadata)?;
-        }
+        let is_active = input::patch_active(body.is_active)?;
+        let metadata = input::patch_metadata(body.metadata)?;
         Ok(Self {
             name,
             description,
@@ -216,178 +342,6 @@ impl ProductPatch {
             metadata,
         })
     }
-}
-
-async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let patch = ProductPatch::parse(&req.body)?;
-    let current = get(app, req).await?;
-    let mut next = current.clone();
-    if let Some(name) = &patch.name {
-        next.name = name.clone();
-    }
-    if let Some(description) = &patch.description {
-        next.description = description.clone();
-    }
-    if let Some(active) = patch.is_active {
-        next.is_active = active;
-    }
-    if let Some(metadata) = &patch.metadata {
-        next.metadata = metadata.clone();
-    }
-    if next == current {
-        return Ok(ApiResponse::ok(json!({"product": current.to_json()})));
-    }
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    push_to_stripe(&stripe, &current, &next, current.version, false).await?;
-    next.updated_at = clock::now_epoch().max(current.updated_at);
-    next.stripe_synced_at = next.updated_at.max(current.stripe_synced_at);
-    next.version = current.version + 1;
-    if let Err(err) = app.store.replace_product(&next, current.version).await {
-        undo_in_stripe(app, &stripe, &current, &next).await;
-        return Err(err);
-    }
-    Ok(ApiResponse::ok(json!({"product": next.to_json()})))
-}
-
-/// Makes the Stripe product, which holds `from`, hold `to` instead (metadata replaces: keys
-/// set in Stripe behind our back go too). The idempotency key derives from the record's
-/// `version`, the change and whether it is an `undo`, so a retry replays and another
-/// change gets its own.
-async fn push_to_stripe(
-    stripe: &StripeGateway,
-    from: &Product,
-    to: &Product,
-    version: u64,
-    undo: bool,
-) -> Result<(), ApiError> {
-    let ours = [
-        ("project_id", from.project_id.as_str()),
-        ("billstack_id", from.id.as_str()),
-    ];
-    let changes = ProductChanges {
-        name: (to.name != from.name).then(|| to.name.clone()),
-        description: (to.description != from.description).then(|| to.description.clone()),
-        active: (to.is_active != from.is_active).then_some(to.is_active),
-        metadata: (to.metadata != from.metadata)
-            .then(|| stripe_metadata_replacing(&to.metadata, &ours, from.metadata.keys())),
-    };
-    let change = (
-        &changes.name,
-        &changes.description,
-        changes.active,
-        sorted(&changes.metadata),
-    );
-    let key = change_key(&from.id, version, undo, &change);
-    let updated = stripe
-        .update_product(&from.stripe_product_id, &changes, &key)
-        .await?;
-    if changes.metadata.is_some() {
-        let extra = unwanted_stripe_keys(&updated.metadata, &to.metadata);
-        if !extra.is_empty() {
-            let cleanup = ProductChanges {
-                metadata: Some(extra),
-                ..ProductChanges::default()
-            };
-            stripe
-                .update_product(&from.stripe_product_id, &cleanup, &format!("{key}_cleanup"))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// After Stripe took `pushed` but our write of it failed (another request changed or
-/// deleted the product meanwhile, or DynamoDB failed): puts Stripe back to what our table
-/// holds now, archived if the product is gone or being deleted, so that Stripe never keeps
-/// a loser's values or an object we deleted active again. Best effort: a failure is logged,
-/// and the record (with its `stripeSyncedAt`) stays the truth a later write or backfill
-/// restores.
-async fn undo_in_stripe(app: &App, stripe: &StripeGateway, current: &Product, pushed: &Product) {
-    let truth = match app
-        .store
-        .get_product(&current.project_id, &current.id)
-        .await
-    {
-        Ok(Some(product)) if !product.deleting => product,
-        // Being deleted: its own values, archived (the delete may have archived it).
-        Ok(Some(product)) => Product {
-            is_active: false,
-            ..product
-        },
-        Ok(None) => Product {
-            is_active: false,
-            ..pushed.clone()
-        },
-        Err(err) => {
-            tracing::warn!(
-                code = err.code,
-                "could not read the product to undo a change in Stripe"
-            );
-            return;
-        }
-    };
-    if let Err(err) = push_to_stripe(stripe, pushed, &truth, current.version, true).await {
-        tracing::warn!(code = err.code, "could not undo a product change in Stripe");
-    }
-}
-
-/// Stripe first, our table last: a failure half way leaves our records in place (the
-/// prices already deactivated in Stripe are marked inactive here too), and the retry of
-/// the delete finishes the job. From the first step on, no new price can be added.
-async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    let found = get(app, req).await?;
-    let stripe = app.stripe_for(&req.principal.team_id).await?;
-    // A retry of a delete finds the mark (and its version, which the keys below derive
-    // from) in place.
-    let product = if found.deleting {
-        found
-    } else {
-        app.store.mark_product_deleting(&found).await?
-    };
-    let prices = app
-        .store
-        .prices_of_product(&product.project_id, &product.id)
-        .await?;
-    // Each price is deactivated once: a price inactive in our record is inactive in Stripe
-    // (we write it so only after Stripe did), so a retried delete goes on where the last
-    // attempt stopped. Each step must fit in what is left of the invocation; when the next
-    // one would not, the attempt answers 503 with what it did, and its retry continues.
-    let active: Vec<_> = prices.iter().filter(|p| p.is_active).collect();
-    for (done, price) in active.iter().enumerate() {
-        if !deadline::allows(DELETE_STEP) {
-            let left = active.len() - done;
-            return Err(ApiError::unavailable(format!(
-                "Deleting this product takes more than one request: {left} of its prices are still to be deactivated in Stripe; retry the delete to continue"
-            )));
-        }
-        let key = update_key(&price.id, price.version, &"archive");
-        stripe
-            .update_price(&price.stripe_price_id, Some(false), None, &key)
-            .await?;
-        let mut inactive = (*price).clone();
-        inactive.is_active = false;
-        inactive.updated_at = clock::now_epoch().max(price.updated_at);
-        inactive.stripe_synced_at = inactive.updated_at.max(price.stripe_synced_at);
-        inactive.version = price.version + 1;
-        app.store.replace_price(&inactive, price.version).await?;
-    }
-    if !deadline::allows(DELETE_STEP) {
-        return Err(ApiError::unavailable(
-            "Deleting this product takes more than one request: its prices are deactivated; retry the delete to finish it",
-        ));
-    }
-    let archive = ProductChanges {
-        active: Some(false),
-        ..ProductChanges::default()
-    };
-    let key = update_key(&product.id, product.version, &"archive");
-    stripe
-        .update_product(&product.stripe_product_id, &archive, &key)
-        .await?;
-    app.store
-        .delete_product_with_prices(&product, &prices)
-        .await?;
-    Ok(ApiResponse::deleted())
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use billstack::App;
 use billstack::admin::{self, MAX_NAME_LEN, NewApiKey, NewMember};
 use billstack::clock;
-use billstack::error::ApiError;
+use billstack::error::{ApiError, ErrorCode};
 use billstack::http::{ApiResponse, TeamRequest};
-use billstack::ids::IdKind;
+use billstack::ids::{ApiKeyId, IdKind, ProjectId};
 use billstack::input::{self, DEFAULT_LIMIT, Page, Query, json_body, nullable};
 use billstack::model::{Membership, Role};
 use billstack::routing::{Action, TeamResource};
@@ -158,8 +158,8 @@ fn member_id(req: &TeamRequest) -> Result<String, ApiError> {
 }
 
 fn last_owner() -> ApiError {
-    ApiError::conflict(
-        "last_owner",
+    ApiError::new(
+        ErrorCode::LastOwner,
         "A team must keep at least one owner: make another member an owner first",
     )
 }
@@ -209,20 +209,15 @@ async fn create_project(app: &App, req: &TeamRequest) -> Result<ApiResponse, Api
 }
 
 /// The path's project ID, if it has the form of one; otherwise the 404 without a lookup.
-fn project_id(req: &TeamRequest) -> Result<&str, ApiError> {
-    let id = req.object_id();
-    if IdKind::Project.matches(id) {
-        Ok(id)
-    } else {
-        Err(TeamResource::Projects.not_found())
-    }
+fn project_id(req: &TeamRequest) -> Result<ProjectId, ApiError> {
+    req.object_id_of(TeamResource::Projects)
 }
 
 async fn get_project(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiError> {
     no_query(req)?;
     let project = app
         .store
-        .get_team_project(req.team_id(), project_id(req)?)
+        .get_team_project(req.team_id(), &project_id(req)?)
         .await?
         .ok_or_else(|| TeamResource::Projects.not_found())?;
     Ok(ApiResponse::ok(json!({"project": project.to_json()})))
@@ -233,7 +228,7 @@ async fn rename_project(app: &App, req: &TeamRequest) -> Result<ApiResponse, Api
     let name = required_name(&req.body)?;
     let project = app
         .store
-        .rename_project(req.team_id(), id, &name, clock::now_epoch())
+        .rename_project(req.team_id(), &id, &name, clock::now_epoch())
         .await?
         .ok_or_else(|| TeamResource::Projects.not_found())?;
     Ok(ApiResponse::ok(json!({"project": project.to_json()})))
@@ -285,13 +280,10 @@ async fn create_key(app: &App, req: &TeamRequest) -> Result<ApiResponse, ApiErro
 async fn find_key(
     app: &App,
     req: &TeamRequest,
-) -> Result<(String, billstack::auth::ApiKeyRecord), ApiError> {
-    let id = req.object_id();
-    if !IdKind::ApiKey.matches(id) {
-        return Err(TeamResource::ApiKeys.not_found());
-    }
+) -> Result<(String, billstack::model::ApiKeyRecord), ApiError> {
+    let id: ApiKeyId = req.object_id_of(TeamResource::ApiKeys)?;
     app.store
-        .get_api_key(req.team_id(), id)
+        .get_api_key(req.team_id(), &id)
         .await?
         .ok_or_else(|| TeamResource::ApiKeys.not_found())
 }

@@ -17,11 +17,11 @@ use std::cmp::Ordering;
 
 use billstack::App;
 use billstack::clock;
-use billstack::error::ApiError;
+use billstack::error::{ApiError, ErrorCode};
 use billstack::http::{ApiResponse, WebhookRequest};
-use billstack::ids::IdKind;
+use billstack::ids::{Id, IdKind, ProductId, ProjectId, TeamId};
 use billstack::input::{Metadata, RESERVED_METADATA_KEYS, normalize_email};
-use billstack::model::{Interval, Price, PriceType, Product, SyncObject};
+use billstack::model::{Currency, Interval, Mirrored, Price, PriceType, Product, SyncObject};
 use billstack::store::EmailReservation;
 use billstack::stripe::StripeGateway;
 use http::StatusCode;
@@ -83,17 +83,16 @@ impl Outcome {
 
 fn not_configured() -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "webhook_not_configured",
+        ErrorCode::WebhookNotConfigured,
         "This endpoint has no webhook signing secret: a team owner connects Stripe again with the endpoint's webhookSecret (whsec_…)",
     )
 }
 
 /// Answers one delivery.
 pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiError> {
-    let team_id = req.route.team_id.as_str();
+    let team_id = &req.route.team_id;
     // An unknown team and a team without a secret look the same from outside.
-    if !IdKind::Team.matches(team_id) {
+    if !team_id.is_well_formed() {
         return Err(not_configured());
     }
     let connection = app
@@ -104,15 +103,14 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
     let secret = match app.stripe.webhook_secret(&connection).await {
         Ok(Some(secret)) => secret,
         Ok(None) => return Err(not_configured()),
-        Err(err) if err.code == "stripe_not_connected" => return Err(not_configured()),
+        Err(err) if err.code == ErrorCode::StripeNotConnected => return Err(not_configured()),
         Err(err) => return Err(err),
     };
     let now = clock::now_epoch();
     signature::verify(req.signature.as_deref(), &req.body, secret.expose(), now)?;
     let event: Event = serde_json::from_slice(&req.body).map_err(|_| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             "The body is not a Stripe event (JSON with id, type, created and data.object)",
         )
     })?;
@@ -124,8 +122,7 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             "The event's id is not a Stripe event ID (evt_…)",
         ));
     }
@@ -144,7 +141,7 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
         Ok(outcome) => {
             let body = outcome.to_json();
             tracing::info!(
-                team_id,
+                team_id = team_id.as_str(),
                 event_id = %event.id,
                 event_type = %event.kind,
                 outcome = %body["outcome"].as_str().unwrap_or(""),
@@ -165,7 +162,7 @@ pub async fn handle(app: &App, req: WebhookRequest) -> Result<ApiResponse, ApiEr
 /// already matches: what a backfill does with each object it reads.
 pub async fn reconcile(
     app: &App,
-    team_id: &str,
+    team_id: &TeamId,
     object_type: SyncObject,
     object: &Value,
 ) -> Result<Outcome, ApiError> {
@@ -188,7 +185,7 @@ pub async fn reconcile(
 
 async fn apply(
     app: &App,
-    team_id: &str,
+    team_id: &TeamId,
     event: &Event,
     write_unchanged: bool,
 ) -> Result<Outcome, ApiError> {
@@ -230,10 +227,10 @@ async fn apply(
 /// The project (of this team) and record an object's metadata names, if any.
 async fn owner(
     app: &App,
-    team_id: &str,
+    team_id: &TeamId,
     object: &Value,
     kind: IdKind,
-) -> Result<Option<(String, String)>, ApiError> {
+) -> Result<Option<(ProjectId, String)>, ApiError> {
     let metadata = &object["metadata"];
     let (Some(project_id), Some(record_id)) = (
         metadata["project_id"].as_str(),
@@ -246,13 +243,14 @@ async fn owner(
     }
     // Another team's project ID in the metadata is never applied here. (Remembered for the
     // auth cache's TTL, as for API requests.)
+    let project_id = ProjectId::from(project_id);
     match app
         .auth
-        .ensure_project(&app.store, team_id, project_id)
+        .ensure_project(&app.store, team_id, &project_id)
         .await
     {
-        Ok(()) => Ok(Some((project_id.to_owned(), record_id.to_owned()))),
-        Err(err) if err.status == StatusCode::NOT_FOUND => Ok(None),
+        Ok(()) => Ok(Some((project_id, record_id.to_owned()))),
+        Err(err) if err.status() == StatusCode::NOT_FOUND => Ok(None),
         Err(err) => Err(err),
     }
 }
@@ -277,10 +275,54 @@ fn text(object: &Value, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// One kind of mirrored object, as its events see it.
+struct Mirror {
+    /// Why an event of another Stripe object than the record's does not apply.
+    other: &'static str,
+    /// Why an event of a record we do not have does not apply (when it is not adopted).
+    missing: &'static str,
+    /// Where Stripe serves the object (`/customers`, …).
+    path: &'static str,
+    /// Whether an object we have no record of is adopted.
+    adopts: bool,
+}
+
+const CUSTOMER: Mirror = Mirror {
+    other: "another Stripe customer than the record's",
+    missing: "no such customer",
+    path: "/customers",
+    adopts: false,
+};
+const PRODUCT: Mirror = Mirror {
+    other: "another Stripe product than the record's",
+    missing: "no such product",
+    path: "/products",
+    adopts: true,
+};
+const PRICE: Mirror = Mirror {
+    other: "another Stripe price than the record's",
+    missing: "no such price",
+    path: "/prices",
+    adopts: true,
+};
+
+/// Where an event leads, from [`Target::step`].
+enum Step<R> {
+    /// Nothing to write: the outcome says why.
+    Done(Outcome),
+    /// A `*.deleted` event of a record we have.
+    Delete(R),
+    /// An event of an object we have no record of.
+    Adopt,
+    /// The record, and the newer Stripe state to apply over it.
+    Apply(R, Value),
+}
+
 struct Target<'a> {
     app: &'a App,
-    team_id: &'a str,
-    project_id: &'a str,
+    team_id: &'a TeamId,
+    project_id: &'a ProjectId,
+    /// Of the kind the event names.
     record_id: &'a str,
     event: &'a Event,
     /// A webhook event writes even a matching record (its time moves `stripeSyncedAt` on,
@@ -293,12 +335,27 @@ impl Target<'_> {
         self.app.stripe_for(self.team_id).await
     }
 
+    /// The record's ID, as the kind of ID the event's object names.
+    fn record_id<K>(&self) -> Id<K> {
+        Id::from(self.record_id)
+    }
+
     fn object(&self) -> &Value {
         &self.event.data.object
     }
 
     fn stripe_id(&self) -> &str {
         self.object()["id"].as_str().unwrap_or_default()
+    }
+
+    /// Why the event does not apply to the record we hold, if it does not: it is of
+    /// another Stripe object than the record's (`other` says so), or of our own change.
+    fn not_for(&self, current: Option<&impl Mirrored>, other: &'static str) -> Option<Outcome> {
+        let current = current?;
+        if current.stripe_id() != self.stripe_id() {
+            return Some(Outcome::Ignored(other));
+        }
+        self.own_change().then_some(Outcome::Ignored(OWN_CHANGE))
     }
 
     /// Whether a BillStack request on this very record made the change (every Stripe call
@@ -324,40 +381,69 @@ impl Target<'_> {
         }
     }
 
+    /// The event's object at Stripe, under `mirror`'s path.
+    fn stripe_path(&self, mirror: &Mirror) -> String {
+        format!("{}/{}", mirror.path, self.stripe_id())
+    }
+
+    /// What every event of a mirrored object decides first, given the record it names as
+    /// stored: nothing to do (another object's event, our own change, a record we do not
+    /// have, an older state), a delete, an adoption, or the newer state to apply.
+    async fn step<R: Mirrored>(
+        &self,
+        current: Option<R>,
+        deleted: bool,
+        mirror: &Mirror,
+    ) -> Result<Step<R>, ApiError> {
+        if let Some(outcome) = self.not_for(current.as_ref(), mirror.other) {
+            return Ok(Step::Done(outcome));
+        }
+        let Some(current) = current else {
+            return Ok(if deleted || !mirror.adopts {
+                Step::Done(Outcome::Ignored(mirror.missing))
+            } else {
+                Step::Adopt
+            });
+        };
+        if deleted {
+            return Ok(Step::Delete(current));
+        }
+        let path = self.stripe_path(mirror);
+        Ok(
+            match self.newer_state(current.stripe_synced_at(), &path).await? {
+                Some(state) => Step::Apply(current, state),
+                None => Step::Done(Outcome::Stale),
+            },
+        )
+    }
+
     async fn customer(&self, deleted: bool) -> Result<Outcome, ApiError> {
         let store = &self.app.store;
-        let Some(current) = store.get_customer(self.project_id, self.record_id).await? else {
-            return Ok(Outcome::Ignored("no such customer"));
-        };
-        if current.stripe_customer_id != self.stripe_id() {
-            return Ok(Outcome::Ignored(
-                "another Stripe customer than the record's",
-            ));
-        }
-        if self.own_change() {
-            return Ok(Outcome::Ignored(OWN_CHANGE));
-        }
-        if deleted {
+        let current = store
+            .get_customer(self.project_id, &self.record_id())
+            .await?;
+        let (current, state) = match self.step(current, deleted, &CUSTOMER).await? {
+            Step::Done(outcome) => return Ok(outcome),
             // Nothing follows a deletion in Stripe: it applies whatever came before it.
-            return if store
-                .mark_customer_deleted(&current, self.event.created)
-                .await?
-            {
-                Ok(Outcome::Deleted)
-            } else {
-                Err(changed_meanwhile())
-            };
-        }
-        let path = format!("/customers/{}", current.stripe_customer_id);
-        let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
-            return Ok(Outcome::Stale);
+            Step::Delete(current) => {
+                return if store
+                    .mark_customer_deleted(&current, self.event.created)
+                    .await?
+                {
+                    Ok(Outcome::Deleted)
+                } else {
+                    Err(changed_meanwhile())
+                };
+            }
+            // Never for customers (CUSTOMER.adopts is false).
+            Step::Adopt => return Ok(Outcome::Ignored(CUSTOMER.missing)),
+            Step::Apply(current, state) => (current, state),
         };
         let mut next = current.clone();
         next.name = text(&state, "name");
         next.metadata = client_metadata(&state);
+        next.stamp(clock::now_epoch(), &current);
         next.stripe_synced_at = self.event.created;
-        next.updated_at = clock::now_epoch().max(current.updated_at);
-        next.version = current.version + 1;
         let email = text(&state, "email").and_then(|e| normalize_email(&e).ok());
         if !self.write_unchanged
             && next.name == current.name
@@ -380,7 +466,7 @@ impl Target<'_> {
                     next.email_conflict = None;
                     reservation = Some(claim);
                 }
-                Err(err) if err.code == "email_taken" => {
+                Err(err) if err.code == ErrorCode::EmailTaken => {
                     next.email_conflict = Some(email);
                     outcome = Outcome::EmailConflict;
                 }
@@ -399,29 +485,22 @@ impl Target<'_> {
 
     async fn product(&self, action: &str) -> Result<Outcome, ApiError> {
         let store = &self.app.store;
-        let current = store.get_product(self.project_id, self.record_id).await?;
-        if current
-            .as_ref()
-            .is_some_and(|c| c.stripe_product_id != self.stripe_id())
-        {
-            return Ok(Outcome::Ignored("another Stripe product than the record's"));
-        }
-        if current.is_some() && self.own_change() {
-            return Ok(Outcome::Ignored(OWN_CHANGE));
-        }
-        let path = format!("/products/{}", self.stripe_id());
-        match (action, current) {
-            ("deleted", None) => Ok(Outcome::Ignored("no such product")),
-            ("deleted", Some(current)) => {
+        let current = store
+            .get_product(self.project_id, &self.record_id())
+            .await?;
+        match self.step(current, action == "deleted", &PRODUCT).await? {
+            Step::Done(outcome) => Ok(outcome),
+            Step::Delete(current) => {
                 let prices = store
                     .prices_of_product(self.project_id, &current.id)
                     .await?;
                 store.delete_product_with_prices(&current, &prices).await?;
                 Ok(Outcome::Deleted)
             }
-            (_, None) => {
+            Step::Adopt => {
                 // An orphan (our write failed after Stripe's), or a late event of a product
                 // since deleted: only what Stripe holds now is adopted.
+                let path = self.stripe_path(&PRODUCT);
                 let Some(state) = self.stripe().await?.retrieve_json(&path).await? else {
                     return Ok(Outcome::Ignored("the product is gone from Stripe"));
                 };
@@ -430,8 +509,8 @@ impl Target<'_> {
                 }
                 let now = clock::now_epoch();
                 let product = Product {
-                    id: self.record_id.to_owned(),
-                    project_id: self.project_id.to_owned(),
+                    id: self.record_id(),
+                    project_id: self.project_id.clone(),
                     name: text(&state, "name").unwrap_or_default(),
                     description: text(&state, "description"),
                     is_active: state["active"].as_bool().unwrap_or(true),
@@ -445,26 +524,22 @@ impl Target<'_> {
                 };
                 match store.insert_product(&product).await {
                     Ok(()) => Ok(Outcome::Adopted),
-                    Err(err) if err.code == "already_exists" => {
+                    Err(err) if err.code == ErrorCode::AlreadyExists => {
                         Ok(Outcome::Ignored("already adopted by another delivery"))
                     }
                     Err(err) => Err(err),
                 }
             }
-            (_, Some(current)) => {
-                let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
-                    return Ok(Outcome::Stale);
-                };
-                let next = Product {
+            Step::Apply(current, state) => {
+                let mut next = Product {
                     name: text(&state, "name").unwrap_or_else(|| current.name.clone()),
                     description: text(&state, "description"),
                     is_active: state["active"].as_bool().unwrap_or(current.is_active),
                     metadata: client_metadata(&state),
-                    stripe_synced_at: self.event.created,
-                    updated_at: clock::now_epoch().max(current.updated_at),
-                    version: current.version + 1,
                     ..current.clone()
                 };
+                next.stamp(clock::now_epoch(), &current);
+                next.stripe_synced_at = self.event.created;
                 let same = next.name == current.name
                     && next.description == current.description
                     && next.is_active == current.is_active
@@ -480,37 +555,23 @@ impl Target<'_> {
 
     async fn price(&self, action: &str) -> Result<Outcome, ApiError> {
         let store = &self.app.store;
-        let current = store.get_price(self.project_id, self.record_id).await?;
-        if current
-            .as_ref()
-            .is_some_and(|c| c.stripe_price_id != self.stripe_id())
-        {
-            return Ok(Outcome::Ignored("another Stripe price than the record's"));
-        }
-        if current.is_some() && self.own_change() {
-            return Ok(Outcome::Ignored(OWN_CHANGE));
-        }
-        let path = format!("/prices/{}", self.stripe_id());
-        match (action, current) {
-            ("deleted", None) => Ok(Outcome::Ignored("no such price")),
-            ("deleted", Some(current)) => {
+        let current = store.get_price(self.project_id, &self.record_id()).await?;
+        match self.step(current, action == "deleted", &PRICE).await? {
+            Step::Done(outcome) => Ok(outcome),
+            Step::Delete(current) => {
                 store.delete_price(&current).await?;
                 Ok(Outcome::Deleted)
             }
-            (_, None) => self.adopt_price(&path).await,
-            (_, Some(current)) => {
-                let Some(state) = self.newer_state(current.stripe_synced_at, &path).await? else {
-                    return Ok(Outcome::Stale);
-                };
+            Step::Adopt => self.adopt_price(&self.stripe_path(&PRICE)).await,
+            Step::Apply(current, state) => {
                 // Stripe changes nothing else of a price.
-                let next = Price {
+                let mut next = Price {
                     is_active: state["active"].as_bool().unwrap_or(current.is_active),
                     metadata: client_metadata(&state),
-                    stripe_synced_at: self.event.created,
-                    updated_at: clock::now_epoch().max(current.updated_at),
-                    version: current.version + 1,
                     ..current.clone()
                 };
+                next.stamp(clock::now_epoch(), &current);
+                next.stripe_synced_at = self.event.created;
                 let same = next.is_active == current.is_active && next.metadata == current.metadata;
                 if same && !self.write_unchanged {
                     return Ok(Outcome::Unchanged);
@@ -539,8 +600,8 @@ impl Target<'_> {
             .retrieve_json(&format!("/products/{stripe_product}"))
             .await?
         {
-            Some(p) if p["metadata"]["project_id"] == self.project_id => {
-                p["metadata"]["billstack_id"].as_str().map(str::to_owned)
+            Some(p) if p["metadata"]["project_id"] == self.project_id.as_str() => {
+                p["metadata"]["billstack_id"].as_str().map(ProductId::from)
             }
             _ => None,
         };
@@ -558,15 +619,16 @@ impl Target<'_> {
         } else {
             PriceType::OneTime
         };
-        let (Some(unit_amount), Some(currency)) =
-            (state["unit_amount"].as_i64(), text(&state, "currency"))
-        else {
+        let (Some(unit_amount), Some(currency)) = (
+            state["unit_amount"].as_i64(),
+            state["currency"].as_str().and_then(Currency::parse),
+        ) else {
             return Ok(Outcome::Ignored("a price BillStack cannot represent"));
         };
         let now = clock::now_epoch();
         let price = Price {
-            id: self.record_id.to_owned(),
-            project_id: self.project_id.to_owned(),
+            id: self.record_id(),
+            project_id: self.project_id.clone(),
             product_id,
             unit_amount,
             currency,
@@ -586,7 +648,7 @@ impl Target<'_> {
         match self.app.store.insert_price(&price).await {
             Ok(()) => Ok(Outcome::Adopted),
             // The price exists already (another delivery adopted it) or its product went.
-            Err(err) if err.code == "product_deleted" => {
+            Err(err) if err.code == ErrorCode::ProductDeleted => {
                 Ok(Outcome::Ignored("already adopted, or its product is gone"))
             }
             Err(err) => Err(err),
@@ -607,8 +669,8 @@ fn archived(state: &Value) -> bool {
 }
 
 fn changed_meanwhile() -> ApiError {
-    ApiError::conflict(
-        "concurrent_update",
+    ApiError::new(
+        ErrorCode::ConcurrentUpdate,
         "The record changed while the event was applied; Stripe will deliver it again",
     )
 }

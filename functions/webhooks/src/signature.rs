@@ -5,15 +5,13 @@
 //! constant-time comparison are aws-lc-rs's.
 
 use aws_lc_rs::hmac;
-use billstack::error::ApiError;
-use http::StatusCode;
+use billstack::error::{ApiError, ErrorCode};
 
 /// How far the signed time may be from now, either way (Stripe's libraries use 300 s).
 pub const TOLERANCE_SECS: i64 = 300;
 
 fn refused(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
-        .with_param("Stripe-Signature")
+    ApiError::new(ErrorCode::InvalidSignature, message).with_param("Stripe-Signature")
 }
 
 /// Checks `header` for `body` with `secret` at `now`; a 400 naming what is wrong otherwise.
@@ -70,6 +68,7 @@ pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     const SECRET: &str = "whsec_test_secret_0123456789abcdef";
     const BODY: &[u8] = br#"{"id":"evt_1","type":"customer.updated"}"#;
@@ -92,8 +91,8 @@ mod tests {
         let header = sign(BODY, SECRET, 1_000);
         let case = |header: Option<&str>, body: &[u8], secret: &str, now: i64| {
             let err = verify(header, body, secret, now).unwrap_err();
-            assert_eq!(err.status, StatusCode::BAD_REQUEST);
-            assert_eq!(err.code, "invalid_signature");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(err.code, ErrorCode::InvalidSignature);
             err.message
         };
         assert!(case(None, BODY, SECRET, 1_000).contains("missing"));

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 
 use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s, to_item};
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{PriceId, ProductId, ProjectId};
 use crate::input::Page;
 use crate::model::{Price, Product};
 
@@ -53,8 +55,8 @@ fn price_item(price: &Price) -> Result<Item, ApiError> {
 
 /// Why a conditional write of a catalog object did not happen.
 fn stale(what: &str) -> ApiError {
-    ApiError::conflict(
-        "concurrent_update",
+    ApiError::new(
+        ErrorCode::ConcurrentUpdate,
         format!("The {what} was changed or deleted by another request; fetch it and retry"),
     )
 }
@@ -62,8 +64,8 @@ fn stale(what: &str) -> ApiError {
 impl Store {
     pub async fn get_product(
         &self,
-        project_id: &str,
-        product_id: &str,
+        project_id: &ProjectId,
+        product_id: &ProductId,
     ) -> Result<Option<Product>, ApiError> {
         self.get(keys::object(project_id, keys::PRODUCT, product_id))
             .await
@@ -73,7 +75,7 @@ impl Store {
     /// then drops them: a project's products are few).
     pub async fn list_products(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         page: &Page,
         active_only: bool,
     ) -> Result<(Vec<Product>, bool), ApiError> {
@@ -92,8 +94,8 @@ impl Store {
         {
             Ok(())
         } else {
-            Err(ApiError::conflict(
-                "already_exists",
+            Err(ApiError::new(
+                ErrorCode::AlreadyExists,
                 "A product with this ID already exists",
             ))
         }
@@ -138,6 +140,7 @@ impl Store {
             .expression_attribute_values(":next", n(product.version + 1))
             .expression_attribute_values(":expected", n(product.version))
             .send()
+            .within_deadline()
             .await;
         match result {
             Ok(_) => Ok(Product {
@@ -188,8 +191,8 @@ impl Store {
 
     pub async fn get_price(
         &self,
-        project_id: &str,
-        price_id: &str,
+        project_id: &ProjectId,
+        price_id: &PriceId,
     ) -> Result<Option<Price>, ApiError> {
         self.get(keys::object(project_id, keys::PRICE, price_id))
             .await
@@ -199,10 +202,10 @@ impl Store {
     /// (reads only them); otherwise the project's prices.
     pub async fn list_prices(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         page: &Page,
         active_only: bool,
-        product_id: Option<&str>,
+        product_id: Option<&ProductId>,
     ) -> Result<(Vec<Price>, bool), ApiError> {
         let Some(product_id) = product_id else {
             return self
@@ -234,8 +237,8 @@ impl Store {
     /// (a delete must not miss a price created a moment ago).
     pub async fn prices_of_product(
         &self,
-        project_id: &str,
-        product_id: &str,
+        project_id: &ProjectId,
+        product_id: &ProductId,
     ) -> Result<Vec<Price>, ApiError> {
         let page = Page {
             limit: None,
@@ -281,8 +284,8 @@ impl Store {
             .await?;
         match outcome {
             super::TxOutcome::Applied => Ok(()),
-            super::TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
-                "product_deleted",
+            super::TxOutcome::ConditionFailed(_) => Err(ApiError::new(
+                ErrorCode::ProductDeleted,
                 format!(
                     "Product {} was deleted while the price was being created",
                     price.product_id

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 
 use super::{Store, dynamo_error, keys, s, to_item};
+use crate::deadline::WithinDeadline;
 use crate::error::ApiError;
+use crate::ids::{CustomerId, ProjectId, TeamId};
 use crate::model::{BackfillJob, StripeConnection, SyncStatus};
 
 impl Store {
     pub async fn get_stripe_connection(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
     ) -> Result<Option<StripeConnection>, ApiError> {
         self.get(keys::stripe_connection(team_id)).await
     }
@@ -31,13 +33,18 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .send()
+            .within_deadline()
             .await
             .map_err(dynamo_error)?;
         Ok(())
     }
 
     /// Sets the connection's `syncStatus`, if the team is still connected.
-    pub async fn set_sync_status(&self, team_id: &str, status: SyncStatus) -> Result<(), ApiError> {
+    pub async fn set_sync_status(
+        &self,
+        team_id: &TeamId,
+        status: SyncStatus,
+    ) -> Result<(), ApiError> {
         let value = serde_dynamo::to_attribute_value(status).map_err(ApiError::internal)?;
         let result = self
             .client
@@ -48,11 +55,15 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":status", value)
             .send()
+            .within_deadline()
             .await;
         super::applied(result).map(|_| ())
     }
 
-    pub async fn get_backfill_job(&self, team_id: &str) -> Result<Option<BackfillJob>, ApiError> {
+    pub async fn get_backfill_job(
+        &self,
+        team_id: &TeamId,
+    ) -> Result<Option<BackfillJob>, ApiError> {
         self.get(keys::backfill_job(team_id)).await
     }
 
@@ -93,7 +104,7 @@ impl Store {
     }
 
     /// Removes the team's connection; `false` if there was none.
-    pub async fn delete_stripe_connection(&self, team_id: &str) -> Result<bool, ApiError> {
+    pub async fn delete_stripe_connection(&self, team_id: &TeamId) -> Result<bool, ApiError> {
         self.delete_existing(keys::stripe_connection(team_id)).await
     }
 
@@ -103,10 +114,10 @@ impl Store {
     /// by any project of the team; the claim makes sure only one does.
     pub async fn claim_stripe_customer(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         stripe_customer_id: &str,
-        project_id: &str,
-        customer_id: &str,
+        project_id: &ProjectId,
+        customer_id: &CustomerId,
         now: i64,
     ) -> Result<bool, ApiError> {
         let (pk, sk) = keys::stripe_customer_claim(team_id, stripe_customer_id);

@@ -8,10 +8,14 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
+use super::keys::ItemState;
 use super::{
-    Item, Store, TxOutcome, dynamo_error, is_conditional_failure, key_item, keys, n, s, to_item,
+    Item, Store, TxOutcome, dynamo_error, is_conditional_failure, key_item, keys, n, s, state,
+    to_item,
 };
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{CustomerId, ProjectId};
 use crate::input::Page;
 use crate::model::Customer;
 
@@ -21,9 +25,9 @@ const DELETE_ATTEMPTS: usize = 3;
 /// A pending claim on an email for one customer ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailReservation {
-    pub project_id: String,
+    pub project_id: ProjectId,
     pub email: String,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
 }
 
 impl EmailReservation {
@@ -32,8 +36,8 @@ impl EmailReservation {
 }
 
 fn taken(email: &str) -> ApiError {
-    ApiError::conflict(
-        "email_taken",
+    ApiError::new(
+        ErrorCode::EmailTaken,
         format!("A customer with email {email} already exists in this project"),
     )
     .with_param("email")
@@ -63,7 +67,7 @@ impl Store {
             .update_expression("SET #state = :active REMOVE reservedAt")
             .condition_expression("customerId = :id")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":active", state(ItemState::Active))
             .expression_attribute_values(":id", s(&reservation.customer_id))
             .build()
             .map_err(ApiError::internal)?;
@@ -72,9 +76,9 @@ impl Store {
 
     fn delete_email(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         email: &str,
-        customer_id: &str,
+        customer_id: &CustomerId,
     ) -> Result<TransactWriteItem, ApiError> {
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -99,7 +103,7 @@ impl Store {
             (keys::SK.to_owned(), s(sk)),
             (keys::ENTITY.to_owned(), s("customer_email")),
             ("customerId".to_owned(), s(&reservation.customer_id)),
-            ("state".to_owned(), s("pending")),
+            ("state".to_owned(), state(ItemState::Pending)),
             ("reservedAt".to_owned(), n(now)),
         ]
         .into();
@@ -114,10 +118,10 @@ impl Store {
                 "attribute_not_exists(pk) OR (#state = :pending AND (reservedAt < :stale OR customerId = :id))",
             )
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":pending", state(ItemState::Pending))
             .expression_attribute_values(":id", s(&reservation.customer_id))
             .expression_attribute_values(":stale", n(now - EmailReservation::STALE_AFTER_SECS))
-            .send()
+            .send().within_deadline()
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -138,8 +142,9 @@ impl Store {
             .condition_expression("customerId = :id AND #state = :pending")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":id", s(&reservation.customer_id))
-            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":pending", state(ItemState::Pending))
             .send()
+            .within_deadline()
             .await;
         if let Err(err) = result
             && !is_conditional_failure(&err)
@@ -153,8 +158,8 @@ impl Store {
 
     pub async fn get_customer(
         &self,
-        project_id: &str,
-        customer_id: &str,
+        project_id: &ProjectId,
+        customer_id: &CustomerId,
     ) -> Result<Option<Customer>, ApiError> {
         self.get(keys::object(project_id, keys::CUSTOMER, customer_id))
             .await
@@ -162,7 +167,7 @@ impl Store {
 
     pub async fn list_customers(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         page: &Page,
     ) -> Result<(Vec<Customer>, bool), ApiError> {
         self.list_objects(project_id, keys::CUSTOMER, page, None)
@@ -219,8 +224,8 @@ impl Store {
         }
         match self.transact(items).await? {
             TxOutcome::Applied => Ok(()),
-            TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
-                "concurrent_update",
+            TxOutcome::ConditionFailed(_) => Err(ApiError::new(
+                ErrorCode::ConcurrentUpdate,
                 "The customer was changed or deleted by another request; fetch it and retry",
             )),
         }
@@ -258,8 +263,8 @@ impl Store {
                 Some(_) => with_email = false,
             }
         }
-        Err(ApiError::conflict(
-            "concurrent_update",
+        Err(ApiError::new(
+            ErrorCode::ConcurrentUpdate,
             "The customer kept changing while it was being deleted; retry the delete",
         ))
     }
@@ -320,8 +325,8 @@ impl Store {
     /// A customer Stripe deleted, as kept.
     pub async fn get_deleted_customer(
         &self,
-        project_id: &str,
-        customer_id: &str,
+        project_id: &ProjectId,
+        customer_id: &CustomerId,
     ) -> Result<Option<Customer>, ApiError> {
         self.get(keys::object(
             project_id,
@@ -334,7 +339,7 @@ impl Store {
     /// Raw item of a customer's email, for tests and repair tools.
     pub async fn email_owner(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         email: &str,
     ) -> Result<Option<(String, String)>, ApiError> {
         let item: Option<Item> = self
@@ -344,6 +349,7 @@ impl Store {
             .set_key(Some(key_item(keys::customer_email(project_id, email))))
             .consistent_read(true)
             .send()
+            .within_deadline()
             .await
             .map_err(dynamo_error)?
             .item;

@@ -4,8 +4,11 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s};
+use super::keys::ItemState;
+use super::{Item, Store, dynamo_error, is_conditional_failure, key_item, keys, n, s, state};
+use crate::deadline::WithinDeadline;
 use crate::error::ApiError;
+use crate::ids::{ProjectId, TeamId};
 
 /// How long an answer is kept (the table's TTL attribute `ttl` removes it after; not
 /// `expiresAt`, which API key records use for their own expiry).
@@ -40,8 +43,8 @@ pub const EVENT_KEEP_SECS: i64 = 30 * 24 * 3600;
 /// projects), or a user's (the teams they create).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyScope<'a> {
-    Project(&'a str),
-    Team(&'a str),
+    Project(&'a ProjectId),
+    Team(&'a TeamId),
     User(&'a str),
 }
 
@@ -51,7 +54,11 @@ fn key(scope: IdempotencyScope<'_>, idempotency_key: &str) -> (String, String) {
         IdempotencyScope::Team(id) => keys::team_index(id),
         IdempotencyScope::User(id) => keys::user_index(id),
     };
-    (partition, format!("IDEMPOTENCY#{idempotency_key}"))
+    keys::idempotency(partition, idempotency_key)
+}
+
+fn item_state(item: &Item) -> Option<ItemState> {
+    ItemState::parse(&text(item, "state")?)
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -80,7 +87,7 @@ impl Store {
             (keys::PK.to_owned(), s(&pk)),
             (keys::SK.to_owned(), s(&sk)),
             (keys::ENTITY.to_owned(), s("idempotency_key")),
-            ("state".to_owned(), s("pending")),
+            ("state".to_owned(), state(ItemState::Pending)),
             ("fingerprint".to_owned(), s(fingerprint)),
             ("claimedAt".to_owned(), n(now)),
             ("ttl".to_owned(), n(now + KEEP_SECS)),
@@ -97,25 +104,25 @@ impl Store {
             .condition_expression(
                 "attribute_not_exists(pk) OR #ttl < :now OR #state = :released OR (#state = :pending AND fingerprint = :fp AND claimedAt < :stale)",
             )
-            .expression_attribute_values(":released", s("released"))
+            .expression_attribute_values(":released", state(ItemState::Released))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":pending", state(ItemState::Pending))
             .expression_attribute_values(":fp", s(fingerprint))
             .expression_attribute_values(":stale", n(now - STALE_SECS))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .return_values_on_condition_check_failure(
                 aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
             )
-            .send()
+            .send().within_deadline()
             .await;
         let existing = match result {
             Ok(out) => {
                 let old = out.attributes.unwrap_or_default();
                 // A released or stale claim of this very request, taken over: its object ID
                 // is kept (an expired one's is not: that attempt is a day old).
-                let unfinished = matches!(text(&old, "state").as_deref(), Some("pending" | "released"))
+                let unfinished = matches!(item_state(&old), Some(ItemState::Pending | ItemState::Released))
                     && number(&old, "ttl").is_some_and(|ttl| ttl >= now);
                 let earlier = (unfinished
                     && text(&old, "fingerprint").as_deref() == Some(fingerprint))
@@ -133,7 +140,7 @@ impl Store {
                     .set_key(Some(key_item((pk, sk))))
                     .update_expression("SET objectId = :id")
                     .expression_attribute_values(":id", s(&earlier))
-                    .send()
+                    .send().within_deadline()
                     .await
                     .map_err(dynamo_error)?;
                 return Ok(IdempotencyClaim::Claimed {
@@ -153,11 +160,11 @@ impl Store {
             return Ok(IdempotencyClaim::Mismatch);
         }
         match (
-            text(&existing, "state").as_deref(),
+            item_state(&existing),
             number(&existing, "status"),
             text(&existing, "body"),
         ) {
-            (Some("done"), Some(status), Some(body)) => Ok(IdempotencyClaim::Replay {
+            (Some(ItemState::Done), Some(status), Some(body)) => Ok(IdempotencyClaim::Replay {
                 status: u16::try_from(status).unwrap_or(200),
                 body,
             }),
@@ -171,7 +178,7 @@ impl Store {
     /// when applying fails, so that Stripe's retry applies it.
     pub async fn record_stripe_event(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         event_id: &str,
         now: i64,
     ) -> Result<bool, ApiError> {
@@ -193,18 +200,20 @@ impl Store {
                 .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":now", n(now))
                 .send()
+                .within_deadline()
                 .await,
         )
     }
 
     /// Takes back [`Store::record_stripe_event`] (applying failed).
-    pub async fn forget_stripe_event(&self, team_id: &str, event_id: &str) {
+    pub async fn forget_stripe_event(&self, team_id: &TeamId, event_id: &str) {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key_item(keys::stripe_event(team_id, event_id))))
             .send()
+            .within_deadline()
             .await;
         if let Err(err) = result {
             tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err), "could not forget a Stripe event; its retry will be taken for a duplicate");
@@ -226,10 +235,11 @@ impl Store {
             .update_expression("SET #state = :done, #status = :status, body = :body")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":done", state(ItemState::Done))
             .expression_attribute_values(":status", n(status))
             .expression_attribute_values(":body", AttributeValue::S(body.to_owned()))
             .send()
+            .within_deadline()
             .await
             .map_err(dynamo_error)?;
         Ok(())
@@ -252,9 +262,10 @@ impl Store {
             .update_expression("SET #state = :released")
             .condition_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":released", s("released"))
+            .expression_attribute_values(":pending", state(ItemState::Pending))
+            .expression_attribute_values(":released", state(ItemState::Released))
             .send()
+            .within_deadline()
             .await;
         if let Err(err) = result
             && !is_conditional_failure(&err)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -19,7 +20,9 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, AwsService, aws_error};
+use crate::ids::ProjectId;
 use crate::input::Page;
 
 pub use customers::EmailReservation;
@@ -41,37 +44,12 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Maps a DynamoDB SDK error to an API error: throttling and transient faults are 503
-/// (retry), anything else is our own fault (500, details logged only).
-pub fn dynamo_error<E, R>(err: SdkError<E, R>) -> ApiError
+/// A DynamoDB failure as an API error ([`aws_error`]).
+pub fn dynamo_error<E>(err: SdkError<E, HttpResponse>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
-    let retryable = matches!(
-        err.code(),
-        Some(
-            "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "ServiceUnavailable"
-                | "TransactionConflictException"
-                | "TransactionInProgressException"
-        )
-    ) || matches!(
-        err,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
-    );
-    if retryable {
-        tracing::warn!(code = err.code().unwrap_or("transport"), "dynamodb is busy");
-        ApiError::unavailable("The database is busy; retry the request")
-    } else {
-        ApiError::internal(format!(
-            "dynamodb: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-        ))
-    }
+    aws_error(AwsService::DynamoDb, err)
 }
 
 fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
@@ -80,10 +58,9 @@ fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> b
 
 /// A conditional write's outcome: `true` if it was applied, `false` if its condition
 /// failed, any other failure as an API error.
-fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, ApiError>
+fn applied<O, E>(result: Result<O, SdkError<E, HttpResponse>>) -> Result<bool, ApiError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     match result {
         Ok(_) => Ok(true),
@@ -113,6 +90,7 @@ impl Store {
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
+            .within_deadline()
             .await;
         let err = match result {
             Ok(_) => return Ok(TxOutcome::Applied),
@@ -145,6 +123,10 @@ impl Store {
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+pub(crate) fn state(state: keys::ItemState) -> AttributeValue {
+    s(state.as_str())
 }
 
 pub(crate) fn n(value: impl ToString) -> AttributeValue {
@@ -221,6 +203,7 @@ impl Store {
             .describe_table()
             .table_name(&self.table)
             .send()
+            .within_deadline()
             .await
         {
             Ok(_) => return Ok(false),
@@ -265,6 +248,7 @@ impl Store {
             .key_schema(key(keys::SK, KeyType::Range)?)
             .global_secondary_indexes(gsi)
             .send()
+            .within_deadline()
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -286,6 +270,7 @@ impl Store {
             .set_key(Some(key_item(key)))
             .consistent_read(true)
             .send()
+            .within_deadline()
             .await
             .map_err(dynamo_error)?;
         out.item.map(from_item).transpose()
@@ -312,6 +297,7 @@ impl Store {
                 .condition_expression(condition)
                 .set_expression_attribute_values((!values.is_empty()).then_some(values))
                 .send()
+                .within_deadline()
                 .await,
         )
     }
@@ -325,6 +311,7 @@ impl Store {
             .set_key(Some(key_item(key)))
             .condition_expression("attribute_exists(pk)")
             .send()
+            .within_deadline()
             .await;
         applied(result)
     }
@@ -334,7 +321,7 @@ impl Store {
     /// whether there are more); with a cursor it starts right after that object.
     pub(crate) async fn list_objects<T: DeserializeOwned>(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         prefix: &str,
         page: &Page,
         filter: Option<(&str, HashMap<String, AttributeValue>)>,
@@ -342,8 +329,8 @@ impl Store {
         let partition = keys::project_partition(project_id);
         self.query_newest_first(
             None,
-            ("pk", partition.clone()),
-            ("sk", prefix.to_owned()),
+            (keys::PK, partition.clone()),
+            (keys::SK, prefix.to_owned()),
             page.starting_after
                 .as_deref()
                 .map(|id| key_item(keys::object(project_id, prefix, id))),
@@ -406,7 +393,7 @@ impl Store {
                 };
                 query = query.limit(page_size as i32);
             }
-            let out = query.send().await.map_err(dynamo_error)?;
+            let out = query.send().within_deadline().await.map_err(dynamo_error)?;
             for item in out.items.unwrap_or_default() {
                 if matched >= offset && kept.len() < keep {
                     kept.push(item);

@@ -14,9 +14,11 @@ use aws_sdk_dynamodb::types::{
 use super::{
     Item, Store, TxOutcome, applied, dynamo_error, from_item, key_item, keys, n, s, to_item,
 };
-use crate::auth::ApiKeyRecord;
-use crate::error::ApiError;
+use crate::deadline::WithinDeadline;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ApiKeyId, ProjectId, TeamId};
 use crate::input::Page;
+use crate::model::ApiKeyRecord;
 use crate::model::{Membership, Project, Role, Team};
 
 /// How a change to a membership ended.
@@ -54,7 +56,11 @@ impl Store {
 
     /// The team's owner count moved by `delta` (±1); a decrement only while another owner
     /// remains.
-    fn owner_count_change(&self, team_id: &str, delta: i32) -> Result<TransactWriteItem, ApiError> {
+    fn owner_count_change(
+        &self,
+        team_id: &TeamId,
+        delta: i32,
+    ) -> Result<TransactWriteItem, ApiError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(keys::team(team_id))))
@@ -106,8 +112,8 @@ impl Store {
             .await?;
         match outcome {
             TxOutcome::Applied => Ok(()),
-            TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
-                "team_exists",
+            TxOutcome::ConditionFailed(_) => Err(ApiError::new(
+                ErrorCode::TeamExists,
                 format!("Team {} already exists", team.id),
             )),
         }
@@ -119,21 +125,21 @@ impl Store {
         if self.put_new(item).await? {
             Ok(())
         } else {
-            Err(ApiError::conflict(
-                "team_exists",
+            Err(ApiError::new(
+                ErrorCode::TeamExists,
                 format!("Team {} already exists", team.id),
             ))
         }
     }
 
-    pub async fn get_team(&self, team_id: &str) -> Result<Option<Team>, ApiError> {
+    pub async fn get_team(&self, team_id: &TeamId) -> Result<Option<Team>, ApiError> {
         self.get(keys::team(team_id)).await
     }
 
     /// Renames a team; `None` if it does not exist.
     pub async fn rename_team(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         name: &str,
         now: i64,
     ) -> Result<Option<Team>, ApiError> {
@@ -167,6 +173,7 @@ impl Store {
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)
             .send()
+            .within_deadline()
             .await;
         match result {
             Ok(out) => out.attributes.map(from_item).transpose(),
@@ -178,14 +185,14 @@ impl Store {
     /// A strongly consistent read of one membership: what a session's access rests on.
     pub async fn get_membership(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         user_id: &str,
     ) -> Result<Option<Membership>, ApiError> {
         self.get(keys::member(team_id, user_id)).await
     }
 
     /// Every member of a team, oldest first (a team has few).
-    pub async fn list_members(&self, team_id: &str) -> Result<Vec<Membership>, ApiError> {
+    pub async fn list_members(&self, team_id: &TeamId) -> Result<Vec<Membership>, ApiError> {
         let every = Page {
             limit: None,
             offset: 0,
@@ -221,7 +228,7 @@ impl Store {
                 None,
             )
             .await?;
-        let mut teams: HashMap<String, Team> = self
+        let mut teams: HashMap<TeamId, Team> = self
             .batch_get::<Team>(memberships.iter().map(|m| keys::team(&m.team_id)).collect())
             .await?
             .into_iter()
@@ -257,6 +264,7 @@ impl Store {
                 .batch_get_item()
                 .request_items(&self.table, request)
                 .send()
+                .within_deadline()
                 .await
                 .map_err(dynamo_error)?;
             if let Some(mut responses) = out.responses {
@@ -306,7 +314,7 @@ impl Store {
     /// Gives a member another role, keeping the team's owner count in step.
     pub async fn change_role(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         user_id: &str,
         to: Role,
     ) -> Result<RoleChange, ApiError> {
@@ -351,7 +359,7 @@ impl Store {
     /// Removes a member; an owner only while another owner remains.
     pub async fn remove_member(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         user_id: &str,
     ) -> Result<RoleChange, ApiError> {
         for _ in 0..ROLE_CHANGE_ATTEMPTS {
@@ -415,6 +423,7 @@ impl Store {
             .expression_attribute_names("#name", "name")
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .send()
+            .within_deadline()
             .await;
         applied(result).map(|_| ())
     }
@@ -432,22 +441,22 @@ impl Store {
         if self.put_new(item).await? {
             Ok(())
         } else {
-            Err(ApiError::conflict(
-                "project_exists",
+            Err(ApiError::new(
+                ErrorCode::ProjectExists,
                 format!("Project {} already exists", project.id),
             ))
         }
     }
 
-    pub async fn get_project(&self, project_id: &str) -> Result<Option<Project>, ApiError> {
+    pub async fn get_project(&self, project_id: &ProjectId) -> Result<Option<Project>, ApiError> {
         self.get(keys::project(project_id)).await
     }
 
     /// A project of `team_id`; `None` for a project of another team too.
     pub async fn get_team_project(
         &self,
-        team_id: &str,
-        project_id: &str,
+        team_id: &TeamId,
+        project_id: &ProjectId,
     ) -> Result<Option<Project>, ApiError> {
         Ok(self
             .get_project(project_id)
@@ -458,8 +467,8 @@ impl Store {
     /// Renames a project of `team_id`; `None` if there is no such project in that team.
     pub async fn rename_project(
         &self,
-        team_id: &str,
-        project_id: &str,
+        team_id: &TeamId,
+        project_id: &ProjectId,
         name: &str,
         now: i64,
     ) -> Result<Option<Project>, ApiError> {
@@ -476,7 +485,7 @@ impl Store {
     /// One page of a team's projects, newest first.
     pub async fn list_projects(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         page: &Page,
     ) -> Result<(Vec<Project>, bool), ApiError> {
         self.query_newest_first(
@@ -513,8 +522,8 @@ impl Store {
             .await?;
         match outcome {
             TxOutcome::Applied => Ok(()),
-            TxOutcome::ConditionFailed(_) => Err(ApiError::conflict(
-                "api_key_exists",
+            TxOutcome::ConditionFailed(_) => Err(ApiError::new(
+                ErrorCode::ApiKeyExists,
                 "API key already exists",
             )),
         }
@@ -527,8 +536,8 @@ impl Store {
     /// A key of `team_id` by its ID, with the hash it is stored under.
     pub async fn get_api_key(
         &self,
-        team_id: &str,
-        key_id: &str,
+        team_id: &TeamId,
+        key_id: &ApiKeyId,
     ) -> Result<Option<(String, ApiKeyRecord)>, ApiError> {
         let Some(by_id) = self
             .get::<HashMap<String, String>>(keys::api_key_by_id(team_id, key_id))
@@ -549,7 +558,7 @@ impl Store {
     /// One page of a team's keys, newest first, revoked ones included.
     pub async fn list_api_keys(
         &self,
-        team_id: &str,
+        team_id: &TeamId,
         page: &Page,
     ) -> Result<(Vec<ApiKeyRecord>, bool), ApiError> {
         self.query_newest_first(
@@ -578,7 +587,7 @@ impl Store {
             )
             .expression_attribute_values(":at", n(at))
             .expression_attribute_values(":null", s("NULL"))
-            .send()
+            .send().within_deadline()
             .await;
         if applied(result)? {
             return Ok(true);
@@ -602,7 +611,7 @@ impl Store {
             .expression_attribute_values(":null", s("NULL"))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":since", n(since))
-            .send()
+            .send().within_deadline()
             .await;
         applied(result)
     }
@@ -612,8 +621,8 @@ impl Store {
 const KEY_HASH: &str = "keyHash";
 
 fn concurrent_change() -> ApiError {
-    let mut err = ApiError::conflict(
-        "concurrent_update",
+    let mut err = ApiError::new(
+        ErrorCode::ConcurrentUpdate,
         "The membership was changed by another request meanwhile; fetch it and retry",
     );
     err.retry_after = Some(1);

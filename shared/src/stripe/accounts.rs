@@ -11,20 +11,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::stripe::{RequestStrategy, StripeError};
+use ::stripe::RequestStrategy;
 use sha2::{Digest, Sha256};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use super::{StripeGateway, StripeHttp, stripe_error};
+use super::{CallError, StripeGateway, StripeHttp, stripe_error};
 use crate::cache::TtlCache;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::TeamId;
 use crate::model::StripeConnection;
 use crate::secrets::{DecryptError, Kms, Secret};
 use crate::store::Store;
 
 /// The 409 of a Stripe-needing endpoint on a team with no (usable) connection.
 pub fn not_connected(message: impl Into<String>) -> ApiError {
-    ApiError::conflict("stripe_not_connected", message)
+    ApiError::new(ErrorCode::StripeNotConnected, message)
 }
 
 fn no_connection() -> ApiError {
@@ -63,18 +64,15 @@ struct Dashboard {
     display_name: Option<String>,
 }
 
-#[derive(miniserde::Deserialize)]
-struct List {}
-
 /// The Stripe accounts of every team this container serves.
 pub struct StripeAccounts {
     http: StripeHttp,
     kms: Kms,
-    records: TtlCache<String, Option<Arc<StripeConnection>>>,
+    records: TtlCache<TeamId, Option<Arc<StripeConnection>>>,
     /// Keyed by team and a digest of the ciphertext.
-    gateways: TtlCache<(String, [u8; 32]), StripeGateway>,
+    gateways: TtlCache<(TeamId, [u8; 32]), StripeGateway>,
     /// Decrypted webhook signing secrets, keyed the same way.
-    webhook_secrets: TtlCache<(String, [u8; 32]), Secret>,
+    webhook_secrets: TtlCache<(TeamId, [u8; 32]), Secret>,
     decrypts: AtomicU64,
 }
 
@@ -113,15 +111,15 @@ impl StripeAccounts {
     }
 
     /// Forgets what this container knows of the team's connection (after it changed here).
-    pub fn forget(&self, team_id: &str) {
-        self.records.remove(&team_id.to_owned());
+    pub fn forget(&self, team_id: &TeamId) {
+        self.records.remove(team_id);
     }
 
     /// The team's connection record, as cached.
     pub async fn connection(
         &self,
         store: &Store,
-        team_id: &str,
+        team_id: &TeamId,
     ) -> Result<Option<Arc<StripeConnection>>, ApiError> {
         let key = team_id.to_owned();
         if let Some(record) = self.records.get(&key) {
@@ -133,7 +131,11 @@ impl StripeAccounts {
     }
 
     /// The gateway to the team's own Stripe account; 409 `stripe_not_connected` without one.
-    pub async fn for_team(&self, store: &Store, team_id: &str) -> Result<StripeGateway, ApiError> {
+    pub async fn for_team(
+        &self,
+        store: &Store,
+        team_id: &TeamId,
+    ) -> Result<StripeGateway, ApiError> {
         let record = self
             .connection(store, team_id)
             .await?
@@ -170,8 +172,8 @@ impl StripeAccounts {
     /// a warm container decrypts each ciphertext once per key TTL.
     async fn decrypted<T: Clone>(
         &self,
-        cache: &TtlCache<(String, [u8; 32]), T>,
-        team_id: &str,
+        cache: &TtlCache<(TeamId, [u8; 32]), T>,
+        team_id: &TeamId,
         ciphertext: &str,
         build: impl FnOnce(Secret) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
@@ -188,12 +190,12 @@ impl StripeAccounts {
     }
 
     /// Decrypts one of the team's stored secrets (base64 ciphertext).
-    pub async fn decrypt(&self, team_id: &str, ciphertext: &str) -> Result<Secret, ApiError> {
+    pub async fn decrypt(&self, team_id: &TeamId, ciphertext: &str) -> Result<Secret, ApiError> {
         use base64::Engine as _;
         let unreadable = || {
             // Never the value: only whose record it was.
             tracing::warn!(
-                team_id,
+                team_id = team_id.as_str(),
                 "a stored Stripe secret does not decrypt for its team (copied from another record, or altered)"
             );
             not_connected(
@@ -207,12 +209,12 @@ impl StripeAccounts {
         match self.kms.decrypt(team_id, &bytes).await {
             Ok(secret) => Ok(secret),
             Err(DecryptError::NotThisTeams) => Err(unreadable()),
-            Err(DecryptError::Unavailable(err)) => Err(err),
+            Err(DecryptError::Failed(err)) => Err(err),
         }
     }
 
     /// Encrypts a secret for the team's record (base64 ciphertext).
-    pub async fn encrypt(&self, team_id: &str, secret: &Secret) -> Result<String, ApiError> {
+    pub async fn encrypt(&self, team_id: &TeamId, secret: &Secret) -> Result<String, ApiError> {
         use base64::Engine as _;
         let bytes = self.kms.encrypt(team_id, secret).await?;
         Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -238,10 +240,10 @@ impl StripeAccounts {
                     .or_else(|| account.business_profile.and_then(|b| b.name)),
                 id: Some(account.id),
             }),
-            Err(StripeError::Stripe(_, 403)) if secret_key.expose().starts_with("rk_") => {
+            Err(CallError::Stripe(_, 403)) if secret_key.expose().starts_with("rk_") => {
                 let probe = RequestBuilder::new(StripeMethod::Get, "/customers")
                     .query(&std::collections::HashMap::from([("limit", "1")]))
-                    .customize::<List>()
+                    .customize::<super::Unread>()
                     .request_strategy(RequestStrategy::Once)
                     .send(client)
                     .await;
@@ -250,13 +252,13 @@ impl StripeAccounts {
                         id: None,
                         name: None,
                     }),
-                    Err(StripeError::Stripe(_, 401 | 403)) => Err(refused_key(
+                    Err(CallError::Stripe(_, 401 | 403)) => Err(refused_key(
                         "Stripe refused this restricted key for customers; give it write access to Customers, Products and Prices",
                     )),
                     Err(err) => Err(stripe_error(err)),
                 }
             }
-            Err(StripeError::Stripe(_, 401 | 403)) => Err(refused_key(
+            Err(CallError::Stripe(_, 401 | 403)) => Err(refused_key(
                 "Stripe refused this secret key: check that it is a current secret or restricted key of the account",
             )),
             Err(err) => Err(stripe_error(err)),
@@ -265,6 +267,5 @@ impl StripeAccounts {
 }
 
 fn refused_key(message: &str) -> ApiError {
-    ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_stripe_key", message)
-        .with_param("secretKey")
+    ApiError::new(ErrorCode::InvalidStripeKey, message).with_param("secretKey")
 }

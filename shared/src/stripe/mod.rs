@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::stripe::{IdempotencyKey, RequestStrategy, StripeError};
+use ::stripe::{IdempotencyKey, RequestStrategy};
 use sha2::{Digest, Sha256};
 use stripe_client_core::StripeRequest;
 use stripe_core::customer::{CreateCustomer, ListCustomer, UpdateCustomer};
@@ -20,14 +20,13 @@ use stripe_product::price::{
     CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, UpdatePrice,
 };
 use stripe_product::product::{CreateProduct, DeleteProduct, UpdateProduct};
-use stripe_shared::{ApiErrorsType, Customer, Price, Product};
 
 use crate::model::Interval;
 
 mod accounts;
 mod transport;
 pub use accounts::{AccountInfo, StripeAccounts, not_connected};
-pub use transport::StripeHttp;
+pub use transport::{CallError, StripeHttp};
 
 type Client = StripeHttp;
 
@@ -51,16 +50,36 @@ pub struct StripeCustomer {
     pub metadata: HashMap<String, String>,
 }
 
-impl From<Customer> for StripeCustomer {
-    fn from(c: Customer) -> Self {
+/// What BillStack reads of Stripe's customer object: only these fields. Stripe's answers
+/// are read into these lean structs rather than async-stripe's full object types, whose
+/// readers (every nested object Stripe may send) were a fifth of each function's binary.
+#[derive(miniserde::Deserialize)]
+struct CustomerFields {
+    id: String,
+    email: Option<String>,
+    name: Option<String>,
+    metadata: Option<HashMap<String, String>>,
+}
+
+impl From<CustomerFields> for StripeCustomer {
+    fn from(c: CustomerFields) -> Self {
         Self {
-            id: c.id.to_string(),
+            id: c.id,
             email: c.email,
             name: c.name,
             metadata: c.metadata.unwrap_or_default(),
         }
     }
 }
+
+#[derive(miniserde::Deserialize)]
+struct CustomerList {
+    data: Vec<CustomerFields>,
+}
+
+/// An answer of which nothing is read (a deleted object, a key's check list).
+#[derive(miniserde::Deserialize)]
+struct Unread {}
 
 /// Changes to a Stripe customer; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,32 +91,12 @@ pub struct CustomerChanges {
     pub metadata: Option<HashMap<String, String>>,
 }
 
-/// A Stripe product or price as BillStack needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Stripe product or price as BillStack needs it (and reads of Stripe's answer).
+#[derive(Debug, Clone, PartialEq, Eq, miniserde::Deserialize)]
 pub struct StripeObject {
     pub id: String,
     pub active: bool,
     pub metadata: HashMap<String, String>,
-}
-
-impl From<Product> for StripeObject {
-    fn from(p: Product) -> Self {
-        Self {
-            id: p.id.to_string(),
-            active: p.active,
-            metadata: p.metadata,
-        }
-    }
-}
-
-impl From<Price> for StripeObject {
-    fn from(p: Price) -> Self {
-        Self {
-            id: p.id.to_string(),
-            active: p.active,
-            metadata: p.metadata,
-        }
-    }
 }
 
 /// Changes to a Stripe product; `None` leaves a field as it is.
@@ -126,29 +125,22 @@ pub struct NewStripePrice<'a> {
 /// another change gets its own key.
 pub fn update_key(id: &str, version: u64, change: &impl std::fmt::Debug) -> String {
     let text = format!("{change:?}");
-    let digest: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
     format!("bs_{id}_v{version}_{digest}")
 }
 
-/// The idempotency key of a change, as [`update_key`], or of the change that undoes one
-/// (Stripe took it but our write of it failed), which is a change of its own.
+/// The idempotency key of one request's change, or of the change that undoes one (Stripe
+/// took it but our write of it failed). As [`update_key`], plus a part drawn for this call:
+/// the transport's retries of it replay in Stripe, but a later request never replays an
+/// earlier one's, which an undo may have put back since (a retried PATCH would then leave
+/// Stripe as the undo left it, and our record with the change).
 pub fn change_key(id: &str, version: u64, undo: bool, change: &impl std::fmt::Debug) -> String {
+    let call = uuid::Uuid::now_v7().simple();
     if undo {
-        update_key(id, version, &("undo", change))
+        format!("{}_{call}", update_key(id, version, &("undo", change)))
     } else {
-        update_key(id, version, change)
+        format!("{}_{call}", update_key(id, version, change))
     }
-}
-
-/// Metadata as a sorted list, so a change's `Debug` text does not depend on map order.
-pub fn sorted(metadata: &Option<HashMap<String, String>>) -> Vec<(&String, &String)> {
-    let mut pairs: Vec<_> = metadata.iter().flatten().collect();
-    pairs.sort();
-    pairs
 }
 
 /// Stripe calls for one account (one team's connection): cheap to clone, every clone
@@ -166,25 +158,25 @@ impl std::fmt::Debug for StripeGateway {
 
 /// Maps a Stripe failure to the API error a client should see: Stripe's throttling is
 /// 429, a parameter Stripe refuses is 400 naming it, anything else is 502.
-pub fn stripe_error(err: StripeError) -> ApiError {
+pub fn stripe_error(err: CallError) -> ApiError {
     match err {
-        StripeError::Stripe(errors, status) => {
+        CallError::Stripe(errors, status) => {
             // Stripe's message may quote what was sent (an email, a name): neither logged
             // nor shown. Its code and parameter name say what went wrong.
-            let code = errors.code.as_ref().map(|c| c.as_str()).unwrap_or("none");
+            let code = errors.code.as_deref().unwrap_or("none");
             let param = errors.param.as_deref();
             tracing::warn!(
                 status,
-                kind = errors.type_.as_str(),
+                kind = errors.kind.as_deref().unwrap_or(""),
                 code,
                 param = param.unwrap_or(""),
                 "stripe refused a request"
             );
-            match (status, &errors.type_) {
+            match (status, errors.kind.as_deref()) {
                 (429, _) => {
                     ApiError::rate_limited("Stripe is rate limiting requests; retry shortly")
                 }
-                (400 | 402, ApiErrorsType::InvalidRequestError | ApiErrorsType::CardError) => {
+                (400 | 402, Some("invalid_request_error" | "card_error")) => {
                     let ours = param.and_then(our_param);
                     let what = match ours {
                         Some(field) => format!(" the value of {field}"),
@@ -201,15 +193,15 @@ pub fn stripe_error(err: StripeError) -> ApiError {
                 _ => ApiError::stripe_failed(format!("Stripe returned an error ({status})")),
             }
         }
-        StripeError::Timeout | StripeError::ClientError(_) => {
+        CallError::Timeout | CallError::ClientError(_) => {
             tracing::warn!(error = %err, "stripe unreachable");
             ApiError::stripe_failed("Could not reach Stripe; retry the request")
         }
-        StripeError::JSONDeserialize(detail) => {
+        CallError::JSONDeserialize(detail) => {
             tracing::error!(%detail, "unreadable stripe response");
             ApiError::stripe_failed("Stripe returned a response BillStack could not read")
         }
-        StripeError::ConfigError(detail) => ApiError::internal(format!("stripe config: {detail}")),
+        CallError::ConfigError(detail) => ApiError::internal(format!("stripe config: {detail}")),
     }
 }
 
@@ -232,10 +224,25 @@ fn our_param(stripe: &str) -> Option<&'static str> {
     })
 }
 
-fn transient(err: &StripeError) -> bool {
+/// Sends `request` with `strategy`, reading the answer as `T`: one of the lean structs
+/// above, not the request's own (full) output type.
+async fn send<T: miniserde::Deserialize>(
+    client: &Client,
+    request: &impl StripeRequest,
+    strategy: RequestStrategy,
+) -> Result<T, CallError> {
+    request
+        .build()
+        .customize::<T>()
+        .request_strategy(strategy)
+        .send(client)
+        .await
+}
+
+fn transient(err: &CallError) -> bool {
     match err {
-        StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
-        StripeError::Timeout | StripeError::ClientError(_) => true,
+        CallError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
+        CallError::Timeout | CallError::ClientError(_) => true,
         _ => false,
     }
 }
@@ -260,7 +267,7 @@ impl StripeGateway {
     async fn call<R, F, Fut>(&self, key: Option<&str>, send: F) -> Result<R, ApiError>
     where
         F: Fn(RequestStrategy) -> Fut,
-        Fut: Future<Output = Result<R, StripeError>>,
+        Fut: Future<Output = Result<R, CallError>>,
     {
         let strategy = match key {
             Some(key) => RequestStrategy::Idempotent(idempotency_key(key)?),
@@ -278,7 +285,7 @@ impl StripeGateway {
                     // A kept-alive connection the far end closed while the function was
                     // frozen fails at once and is worth retrying at once, on a new one;
                     // Stripe's own "busy" answers get a pause first.
-                    if matches!(err, StripeError::Stripe(..)) {
+                    if matches!(err, CallError::Stripe(..)) {
                         tokio::time::sleep(BACKOFF).await;
                     }
                 }
@@ -324,7 +331,7 @@ impl StripeGateway {
                     })?;
                     return Ok((value["deleted"] != true).then_some(value));
                 }
-                Err(StripeError::Stripe(_, 404)) => return Ok(None),
+                Err(CallError::Stripe(_, 404)) => return Ok(None),
                 Err(err)
                     if attempt < ATTEMPTS && transient(&err) && deadline::allows(RETRY_NEEDS) =>
                 {
@@ -340,10 +347,8 @@ impl StripeGateway {
     pub async fn customers_by_email(&self, email: &str) -> Result<Vec<StripeCustomer>, ApiError> {
         let client = &*self.client;
         let request = ListCustomer::new().email(email).limit(100);
-        let list = self
-            .call(None, |strategy| {
-                request.customize().request_strategy(strategy).send(client)
-            })
+        let list: CustomerList = self
+            .call(None, |strategy| send(client, &request, strategy))
             .await?;
         Ok(list.data.into_iter().map(StripeCustomer::from).collect())
     }
@@ -360,9 +365,9 @@ impl StripeGateway {
         if let Some(name) = name {
             request = request.name(name);
         }
-        let customer = self
+        let customer: CustomerFields = self
             .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
+                send(client, &request, strategy)
             })
             .await?;
         Ok(customer.into())
@@ -386,9 +391,9 @@ impl StripeGateway {
         if let Some(metadata) = &changes.metadata {
             request = request.metadata(metadata.clone());
         }
-        let customer = self
+        let customer: CustomerFields = self
             .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
+                send(client, &request, strategy)
             })
             .await?;
         Ok(customer.into())
@@ -408,12 +413,10 @@ impl StripeGateway {
         if let Some(description) = description {
             request = request.description(description);
         }
-        let product = self
-            .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
-            })
-            .await?;
-        Ok(product.into())
+        self.call(Some(idempotency_key), |strategy| {
+            send(client, &request, strategy)
+        })
+        .await
     }
 
     pub async fn update_product(
@@ -436,23 +439,19 @@ impl StripeGateway {
         if let Some(metadata) = &changes.metadata {
             request = request.metadata(metadata.clone());
         }
-        let product = self
-            .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
-            })
-            .await?;
-        Ok(product.into())
+        self.call(Some(idempotency_key), |strategy| {
+            send(client, &request, strategy)
+        })
+        .await
     }
 
     /// Deletes a product that has no prices (undoing a create whose write failed).
     pub async fn delete_product(&self, id: &str) -> Result<(), ApiError> {
         let client = &*self.client;
         let request = DeleteProduct::new(id);
-        self.call(None, |strategy| {
-            request.customize().request_strategy(strategy).send(client)
-        })
-        .await
-        .map(|_| ())
+        self.call(None, |strategy| send::<Unread>(client, &request, strategy))
+            .await
+            .map(|_| ())
     }
 
     pub async fn create_price(
@@ -478,12 +477,10 @@ impl StripeGateway {
             recurring.interval_count = Some(u64::from(count));
             request = request.recurring(recurring);
         }
-        let price = self
-            .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
-            })
-            .await?;
-        Ok(price.into())
+        self.call(Some(idempotency_key), |strategy| {
+            send(client, &request, strategy)
+        })
+        .await
     }
 
     /// Changes a price's `active` flag and/or metadata (all Stripe lets change).
@@ -502,12 +499,10 @@ impl StripeGateway {
         if let Some(metadata) = metadata {
             request = request.metadata(metadata);
         }
-        let price = self
-            .call(Some(idempotency_key), |strategy| {
-                request.customize().request_strategy(strategy).send(client)
-            })
-            .await?;
-        Ok(price.into())
+        self.call(Some(idempotency_key), |strategy| {
+            send(client, &request, strategy)
+        })
+        .await
     }
 }
 
@@ -516,8 +511,10 @@ mod tests {
     use super::*;
 
     fn refused(body: &str) -> ApiError {
-        let error: stripe_shared::Error = miniserde::json::from_str(body).unwrap();
-        stripe_error(StripeError::Stripe(error.error, 400))
+        stripe_error(transport::api_error(
+            http::StatusCode::BAD_REQUEST,
+            body.as_bytes(),
+        ))
     }
 
     #[test]
@@ -525,7 +522,7 @@ mod tests {
         let err = refused(
             r#"{"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer", "param": "recurring[interval_count]", "message": "Invalid integer: 9999999 for jane@example.com"}}"#,
         );
-        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
         assert_eq!(err.param.as_deref(), Some("intervalCount"));
         assert!(
             !err.message.contains("9999999") && !err.message.contains("jane@"),
@@ -549,22 +546,26 @@ mod tests {
     }
 
     #[test]
-    fn update_keys_differ_by_change_and_version_but_not_by_map_order() {
-        let a = Some(HashMap::from([
-            ("a".to_owned(), "1".to_owned()),
-            ("b".to_owned(), "2".to_owned()),
-        ]));
-        let b = Some(HashMap::from([
-            ("b".to_owned(), "2".to_owned()),
-            ("a".to_owned(), "1".to_owned()),
-        ]));
-        let key = update_key("pc_1", 3, &sorted(&a));
-        assert_eq!(key, update_key("pc_1", 3, &sorted(&b)));
+    fn update_keys_name_the_version_and_change_and_change_keys_each_call() {
+        let key = update_key("pc_1", 3, &"archive");
+        assert_eq!(key, update_key("pc_1", 3, &"archive"));
         assert!(
             key.starts_with("bs_pc_1_v3_") && key.len() == "bs_pc_1_v3_".len() + 16,
             "{key}"
         );
-        assert_ne!(key, update_key("pc_1", 4, &sorted(&a)));
-        assert_ne!(key, update_key("pc_1", 3, &sorted(&None)));
+        assert_ne!(key, update_key("pc_1", 4, &"archive"));
+        assert_ne!(key, update_key("pc_1", 3, &"unarchive"));
+        // A request's change gets a key of its own, which its undo does not share.
+        let change = (Some(false), None::<HashMap<String, String>>);
+        let first = change_key("pc_1", 3, false, &change);
+        assert!(first.starts_with("bs_pc_1_v3_"), "{first}");
+        assert_ne!(first, change_key("pc_1", 3, false, &change));
+        assert_ne!(
+            first.rsplit_once('_').unwrap().0,
+            change_key("pc_1", 3, true, &change)
+                .rsplit_once('_')
+                .unwrap()
+                .0
+        );
     }
 }

@@ -10,12 +10,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use ::stripe::{RequestStrategy, StripeError};
+use ::stripe::RequestStrategy;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use stripe_client_core::{CustomizedStripeRequest, Outcome, StripeClient, StripeMethod};
+use stripe_client_core::{
+    CustomizedStripeRequest, Outcome, StripeClient, StripeClientErr, StripeMethod,
+};
 
 const API_BASE: &str = "https://api.stripe.com/";
 const STRIPE_VERSION: HeaderName = HeaderName::from_static("stripe-version");
@@ -50,16 +52,14 @@ impl StripeHttp {
         api_base: Option<&str>,
         timeout: Option<Duration>,
         user_agent: &str,
-    ) -> Result<Self, StripeError> {
+    ) -> Result<Self, CallError> {
         let api_base = match api_base {
             Some(base) => {
                 let uri: http::Uri = base.parse().map_err(|e| {
-                    StripeError::ConfigError(format!(
-                        "the Stripe API base {base:?} is invalid: {e}"
-                    ))
+                    CallError::ConfigError(format!("the Stripe API base {base:?} is invalid: {e}"))
                 })?;
                 if uri.scheme().is_none() || uri.authority().is_none() {
-                    return Err(StripeError::ConfigError(format!(
+                    return Err(CallError::ConfigError(format!(
                         "the Stripe API base {base:?} is not an absolute URL"
                     )));
                 }
@@ -68,7 +68,7 @@ impl StripeHttp {
             None => API_BASE.to_owned(),
         };
         let user_agent = HeaderValue::try_from(user_agent)
-            .map_err(|_| StripeError::ConfigError("invalid user agent".into()))?;
+            .map_err(|_| CallError::ConfigError("invalid user agent".into()))?;
 
         let client = crate::outbound::https_client();
         Ok(Self {
@@ -77,15 +77,15 @@ impl StripeHttp {
             secret: None,
             user_agent,
             stripe_version: HeaderValue::from_str(stripe_shared::version::VERSION.as_str())
-                .map_err(|_| StripeError::ConfigError("invalid Stripe API version".into()))?,
+                .map_err(|_| CallError::ConfigError("invalid Stripe API version".into()))?,
             timeout,
         })
     }
 
     /// A client that calls with `secret_key`, over this one's connection pool.
-    pub fn with_key(&self, secret_key: &str) -> Result<Self, StripeError> {
+    pub fn with_key(&self, secret_key: &str) -> Result<Self, CallError> {
         let mut secret = HeaderValue::try_from(format!("Bearer {secret_key}"))
-            .map_err(|_| StripeError::ConfigError("the Stripe key is not a valid header".into()))?;
+            .map_err(|_| CallError::ConfigError("the Stripe key is not a valid header".into()))?;
         secret.set_sensitive(true);
         Ok(Self {
             secret: Some(secret),
@@ -100,7 +100,7 @@ impl StripeHttp {
         query: Option<&str>,
         body: Option<String>,
         idempotency_key: Option<&str>,
-    ) -> Result<Request<Full<Bytes>>, StripeError> {
+    ) -> Result<Request<Full<Bytes>>, CallError> {
         let mut uri = format!("{}v1{path}", self.api_base);
         if let Some(query) = query {
             let _ = write!(uri, "?{query}");
@@ -113,7 +113,7 @@ impl StripeHttp {
         let secret = self
             .secret
             .clone()
-            .ok_or_else(|| StripeError::ConfigError("no Stripe key to call with".into()))?;
+            .ok_or_else(|| CallError::ConfigError("no Stripe key to call with".into()))?;
         let mut builder = Request::builder()
             .method(method)
             .uri(uri)
@@ -135,11 +135,11 @@ impl StripeHttp {
         };
         builder
             .body(Full::new(body))
-            .map_err(|e| StripeError::ClientError(e.to_string()))
+            .map_err(|e| CallError::ClientError(e.to_string()))
     }
 
     /// `GET /v1{path}[?query]` once: the body of a 2xx answer, or Stripe's error.
-    pub async fn get_raw(&self, path: &str, query: Option<&str>) -> Result<Bytes, StripeError> {
+    pub async fn get_raw(&self, path: &str, query: Option<&str>) -> Result<Bytes, CallError> {
         let request = self.request(StripeMethod::Get, path, query, None, None)?;
         match self
             .attempt(request, crate::deadline::cap(self.timeout))
@@ -155,13 +155,13 @@ impl StripeHttp {
         &self,
         request: Request<Full<Bytes>>,
         timeout: Option<Duration>,
-    ) -> Result<(StatusCode, Option<bool>, Bytes), StripeError> {
+    ) -> Result<(StatusCode, Option<bool>, Bytes), CallError> {
         let exchange = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| StripeError::ClientError(crate::outbound::error_text(&e)))?;
+                .map_err(|e| CallError::ClientError(crate::outbound::error_text(&e)))?;
             let status = response.status();
             let should_retry = response
                 .headers()
@@ -172,37 +172,91 @@ impl StripeHttp {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| StripeError::ClientError(e.to_string()))?
+                .map_err(|e| CallError::ClientError(e.to_string()))?
                 .to_bytes();
             Ok((status, should_retry, body))
         };
         match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
-                .unwrap_or(Err(StripeError::Timeout)),
+                .unwrap_or(Err(CallError::Timeout)),
             None => exchange.await,
         }
     }
 }
 
+/// A Stripe call's failure, with what the gateway needs of it. async-stripe's own error
+/// type would carry Stripe's whole error object, with the payment intent, setup intent,
+/// payment method and source it may name: their readers were a fifth of each function's
+/// binary, for fields BillStack never reads.
+#[derive(Debug)]
+pub enum CallError {
+    /// Stripe's error answer, with its HTTP status.
+    Stripe(Refusal, u16),
+    Timeout,
+    ClientError(String),
+    JSONDeserialize(String),
+    ConfigError(String),
+}
+
+/// What is read of Stripe's error object: its type, code and parameter, never its message
+/// (which may quote what was sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, miniserde::Deserialize)]
+pub struct Refusal {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct ErrorAnswer {
+    error: Refusal,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Stripe(refusal, status) => write!(
+                f,
+                "Stripe answered {status} ({}, {})",
+                refusal.kind.as_deref().unwrap_or("no type"),
+                refusal.code.as_deref().unwrap_or("no code")
+            ),
+            CallError::Timeout => f.write_str("the Stripe call timed out"),
+            CallError::ClientError(detail) => write!(f, "Stripe could not be reached: {detail}"),
+            CallError::JSONDeserialize(detail) => write!(f, "unreadable Stripe answer: {detail}"),
+            CallError::ConfigError(detail) => write!(f, "Stripe client settings: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl StripeClientErr for CallError {
+    fn deserialize_err(msg: impl std::fmt::Display) -> Self {
+        CallError::JSONDeserialize(msg.to_string())
+    }
+}
+
 /// An error response's body as Stripe's error object.
-fn api_error(status: StatusCode, body: &[u8]) -> StripeError {
+pub(super) fn api_error(status: StatusCode, body: &[u8]) -> CallError {
     std::str::from_utf8(body)
         .ok()
-        .and_then(|text| miniserde::json::from_str::<stripe_shared::Error>(text).ok())
-        .map(|e| StripeError::Stripe(e.error, status.as_u16()))
+        .and_then(|text| miniserde::json::from_str::<ErrorAnswer>(text).ok())
+        .map(|e| CallError::Stripe(e.error, status.as_u16()))
         .unwrap_or_else(|| {
-            StripeError::JSONDeserialize(format!("unreadable Stripe error response ({status})"))
+            CallError::JSONDeserialize(format!("unreadable Stripe error response ({status})"))
         })
 }
 
 impl StripeClient for StripeHttp {
-    type Err = StripeError;
+    type Err = CallError;
 
     /// Runs the request's strategy: with [`RequestStrategy::Once`] or
     /// [`RequestStrategy::Idempotent`] that is one attempt; the retrying strategies retry
     /// as async-stripe's client does, with the same idempotency key each time.
-    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, StripeError> {
+    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, CallError> {
         let (request, config) = request.into_pieces();
         let strategy = config.request_strategy.unwrap_or(RequestStrategy::Once);
         let timeout = config.timeout.or(self.timeout);
@@ -218,7 +272,7 @@ impl StripeClient for StripeHttp {
         let mut tries = 0;
         let mut last_status = None;
         let mut last_should_retry = None;
-        let mut last_error = StripeError::ClientError("no attempt made".into());
+        let mut last_error = CallError::ClientError("no attempt made".into());
         loop {
             match strategy.test(last_status, last_should_retry, tries) {
                 Outcome::Stop => return Err(last_error),

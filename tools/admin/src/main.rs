@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use billstack::admin::{self, NewApiKey, NewMember};
+use billstack::ids::TeamId;
 use billstack::model::Role;
 use billstack::store::Store;
 use serde_json::json;
@@ -31,20 +32,24 @@ enum Failure {
     Failed(String),
 }
 
-/// `--name value` pairs after the command words; each option once, all of them known.
+fn usage(err: lexopt::Error) -> Failure {
+    Failure::Usage(err.to_string())
+}
+
+/// `--name value` (or `--name=value`) pairs after the command words; each option once, all
+/// of them known.
 fn options(args: &[String], allowed: &[&str]) -> Result<HashMap<String, String>, Failure> {
+    use lexopt::ValueExt;
+    let mut parser = lexopt::Parser::from_args(args);
     let mut map = HashMap::new();
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        let name = flag
-            .strip_prefix("--")
-            .filter(|n| allowed.contains(n))
-            .ok_or_else(|| Failure::Usage(format!("unknown option {flag}")))?;
-        let value = iter
-            .next()
-            .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
-        if map.insert(name.to_owned(), value.clone()).is_some() {
-            return Err(Failure::Usage(format!("{flag} given twice")));
+    while let Some(arg) = parser.next().map_err(usage)? {
+        let name = match arg {
+            lexopt::Arg::Long(name) if allowed.contains(&name) => name.to_owned(),
+            other => return Err(usage(other.unexpected())),
+        };
+        let value = parser.value().map_err(usage)?.string().map_err(usage)?;
+        if map.insert(name.clone(), value).is_some() {
+            return Err(Failure::Usage(format!("--{name} given twice")));
         }
     }
     Ok(map)
@@ -54,6 +59,13 @@ fn required(opts: &HashMap<String, String>, name: &str) -> Result<String, Failur
     opts.get(name)
         .cloned()
         .ok_or_else(|| Failure::Usage(format!("--{name} is required")))
+}
+
+/// `--team`, which must have the form of a team's ID.
+fn team(opts: &HashMap<String, String>) -> Result<TeamId, Failure> {
+    let team = required(opts, "team")?;
+    TeamId::parse(&team)
+        .ok_or_else(|| Failure::Usage(format!("--team {team:?} is not a team ID (team_...)")))
 }
 
 async fn store() -> Result<Store, Failure> {
@@ -90,13 +102,10 @@ async fn run(args: &[String]) -> Result<serde_json::Value, Failure> {
         }
         ["project", "create"] => {
             let opts = options(rest, &["team", "name"])?;
-            let project = admin::create_project(
-                &store().await?,
-                &required(&opts, "team")?,
-                &required(&opts, "name")?,
-            )
-            .await
-            .map_err(failed)?;
+            let project =
+                admin::create_project(&store().await?, &team(&opts)?, &required(&opts, "name")?)
+                    .await
+                    .map_err(failed)?;
             Ok(json!({"project": project.to_json()}))
         }
         ["api-key", "create"] => {
@@ -119,10 +128,9 @@ async fn run(args: &[String]) -> Result<serde_json::Value, Failure> {
                     .unwrap_or_default(),
                 expires_at: opts.get("expires-at").cloned(),
             };
-            let (key, secret) =
-                admin::create_api_key(&store().await?, &required(&opts, "team")?, &new)
-                    .await
-                    .map_err(failed)?;
+            let (key, secret) = admin::create_api_key(&store().await?, &team(&opts)?, &new)
+                .await
+                .map_err(failed)?;
             Ok(json!({"key": key.to_json(), "rawKey": secret.expose()}))
         }
         ["member", "add"] => {
@@ -138,7 +146,7 @@ async fn run(args: &[String]) -> Result<serde_json::Value, Failure> {
             };
             let member = admin::add_member(
                 &store().await?,
-                &required(&opts, "team")?,
+                &team(&opts)?,
                 &NewMember {
                     user_id: required(&opts, "user")?,
                     role,

@@ -91,12 +91,20 @@ fn parse_args(args: &[String], root: &Path) -> Result<Options, String> {
         build: true,
         output: Some(root.join("BENCHMARKS.md")),
     };
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        let mut value = || {
-            iter.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
+    use lexopt::Arg::{Long, Short};
+    use lexopt::ValueExt;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Short('h') | Long("help") => return Err(String::new()),
+            Long(flag) => format!("--{flag}"),
+            other => return Err(other.unexpected().to_string()),
+        };
+        let mut value = || -> Result<String, String> {
+            parser
+                .value()
+                .and_then(|v| v.string())
+                .map_err(|e| e.to_string())
         };
         let number = |v: String| {
             v.parse::<usize>()
@@ -132,7 +140,6 @@ fn parse_args(args: &[String], root: &Path) -> Result<Options, String> {
                 let v = value()?;
                 options.output = (v != "-").then(|| PathBuf::from(v));
             }
-            "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
         }
     }

@@ -156,8 +156,8 @@ impl Stack {
             stripe,
             stripe_relay,
             raw,
-            team_id: team.id,
-            project_id: project.id,
+            team_id: team.id.to_string(),
+            project_id: project.id.to_string(),
             credentials: Credentials {
                 api_key: secret.expose().to_owned(),
                 session_token,

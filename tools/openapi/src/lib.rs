@@ -717,7 +717,7 @@ fn schemas() -> Value {
         .map(|i| i.max_count())
         .max()
         .unwrap_or(1);
-    let scopes: Vec<&str> = billstack::auth::Scope::ALL
+    let scopes: Vec<&str> = billstack::model::Scope::ALL
         .iter()
         .map(|s| s.as_str())
         .collect();
@@ -759,7 +759,10 @@ fn schemas() -> Value {
             "description": "Every error: `error` is a plain, human-readable string; `code` a stable machine-readable code; `param` the offending parameter, when there is one.",
             "properties": {
                 "error": {"type": "string"},
-                "code": {"type": "string", "pattern": "^[a-z_]+$"},
+                "code": {
+                    "type": "string",
+                    "enum": billstack::error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                },
                 "param": {"type": "string"},
             },
             "required": ["error", "code"],

@@ -24,25 +24,18 @@ fn parse_port(value: &str, source: &str) -> Result<u16, String> {
 }
 
 fn parse_args(args: &[String], env_port: Option<&str>) -> Result<Command, String> {
+    use lexopt::Arg::{Long, Short};
+    let mut parser = lexopt::Parser::from_args(args);
     let mut port = None;
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-p" | "--port" => {
-                let value = args
-                    .get(i + 1)
-                    .ok_or_else(|| format!("{arg} needs a value"))?;
-                port = Some(parse_port(value, arg)?);
-                i += 1;
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('p') | Long("port") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                port = Some(parse_port(&value.to_string_lossy(), "--port")?);
             }
-            _ => match arg.strip_prefix("--port=") {
-                Some(value) => port = Some(parse_port(value, "--port")?),
-                None => return Err(format!("unknown argument {arg:?}")),
-            },
+            other => return Err(other.unexpected().to_string()),
         }
-        i += 1;
     }
     match (port, env_port) {
         (Some(p), _) => Ok(Command::Serve(p)),

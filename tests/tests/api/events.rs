@@ -124,8 +124,8 @@ async fn seed(
     }
     let wants = |name: &str| needed.contains(name);
     let mut values = BTreeMap::from([
-        ("teamId".to_owned(), env.team.id.clone()),
-        ("projectId".to_owned(), env.project.id.clone()),
+        ("teamId".to_owned(), env.team.id.to_string()),
+        ("projectId".to_owned(), env.project.id.to_string()),
         ("apiKey".to_owned(), env.key.clone()),
     ]);
     if wants("readOnlyApiKey") {
@@ -143,7 +143,7 @@ async fn seed(
         let (_, key) = env
             .key_with(NewApiKey {
                 name: "other project".into(),
-                project_id: Some(other.id),
+                project_id: Some(other.id.to_string()),
                 ..Default::default()
             })
             .await;
@@ -171,7 +171,7 @@ async fn seed(
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the env's key is not in the table")?;
-        values.insert("apiKeyId".into(), record.id);
+        values.insert("apiKeyId".into(), record.id.to_string());
     }
     if wants("webhookSignature") {
         let keys = connection::Connect::from_keys(

@@ -2,6 +2,7 @@
 //! members and roles, projects, API keys; who may do what, and the state each call leaves.
 
 use billstack::auth::ApiKeySecret;
+use billstack::ids::{ProjectId, TeamId};
 use billstack::model::Role;
 use billstack_tests::TestEnv;
 use http::{Method, StatusCode};
@@ -51,11 +52,16 @@ async fn a_user_creates_a_team_and_becomes_its_owner() {
     assert_eq!(team["createdAt"], team["updatedAt"]);
 
     // In the table: the team with one owner, and the founder's membership.
-    let stored = env.store.get_team(&id).await.unwrap().unwrap();
+    let stored = env
+        .store
+        .get_team(&TeamId::from(&id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.owner_count, 1);
     let membership = env
         .store
-        .get_membership(&id, "user_founder")
+        .get_membership(&TeamId::from(&id), "user_founder")
         .await
         .unwrap()
         .unwrap();
@@ -91,7 +97,12 @@ async fn a_user_creates_a_team_and_becomes_its_owner() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["team"]["name"], "Acme Inc");
     assert_eq!(
-        env.store.get_team(&id).await.unwrap().unwrap().name,
+        env.store
+            .get_team(&TeamId::from(&id))
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Acme Inc"
     );
 
@@ -355,7 +366,12 @@ async fn members_create_and_rename_projects_of_their_team_only() {
     assert!(id.starts_with("proj_"));
     assert_eq!(project["teamId"], json!(env.team.id));
     assert_eq!(
-        env.store.get_project(id).await.unwrap().unwrap().name,
+        env.store
+            .get_project(&ProjectId::from(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Mobile app"
     );
 

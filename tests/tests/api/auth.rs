@@ -1,9 +1,10 @@
 //! API key authentication and authorization, end to end against DynamoDB Local.
 
 use billstack::admin::{self, NewApiKey};
-use billstack::auth::{ApiKeyRecord, ApiKeySecret, Scope};
+use billstack::auth::ApiKeySecret;
 use billstack::clock;
-use billstack::ids::IdKind;
+use billstack::ids::ApiKeyId;
+use billstack::model::{ApiKeyRecord, Scope};
 use billstack_tests::{TestEnv, project_path};
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -77,7 +78,7 @@ async fn revoked_and_expired_keys_are_401() {
     // An expired key, written as the table would hold it after its time passed.
     let expired = ApiKeySecret::generate().unwrap();
     let record = ApiKeyRecord {
-        id: IdKind::ApiKey.generate(),
+        id: ApiKeyId::generate(),
         team_id: env.team.id.clone(),
         name: "expired".into(),
         prefix: expired.display_prefix(),
@@ -186,7 +187,7 @@ async fn a_project_key_cannot_touch_another_projects_customers() {
     let (record, project_key) = env
         .key_with(NewApiKey {
             name: "project".into(),
-            project_id: Some(env.project.id.clone()),
+            project_id: Some(env.project.id.to_string()),
             ..Default::default()
         })
         .await;
@@ -304,7 +305,7 @@ async fn admin_refuses_bad_key_parameters() {
     let err = admin::create_api_key(&env.store, &env.team.id, &foreign)
         .await
         .unwrap_err();
-    assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     assert_eq!(err.param.as_deref(), Some("projectId"));
     let (record, _) = env
         .key_with(scoped(&[

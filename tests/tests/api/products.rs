@@ -1,6 +1,7 @@
 //! The products API end to end: handlers → DynamoDB Local and the Stripe emulator.
 
 use billstack::admin::NewApiKey;
+use billstack::ids::ProductId;
 use billstack_tests::{Fault, FaultTiming, TestEnv, project_path};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ async fn create_writes_the_product_to_stripe_and_dynamodb() {
 
     let stored = env
         .store
-        .get_product(&env.project.id, id)
+        .get_product(&env.project.id, &ProductId::from(id))
         .await
         .unwrap()
         .unwrap();
@@ -202,7 +203,10 @@ async fn update_goes_to_stripe_then_our_record() {
     );
     let stored = env
         .store
-        .get_product(&env.project.id, product["id"].as_str().unwrap())
+        .get_product(
+            &env.project.id,
+            &ProductId::from(product["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -452,14 +456,14 @@ async fn a_delete_failing_half_way_leaves_consistent_records_and_the_retry_finis
     assert_eq!(env.stripe.price(second).unwrap()["active"], false);
     assert!(
         env.store
-            .get_product(&env.project.id, product_id)
+            .get_product(&env.project.id, &ProductId::from(product_id))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         env.store
-            .prices_of_product(&env.project.id, product_id)
+            .prices_of_product(&env.project.id, &ProductId::from(product_id))
             .await
             .unwrap()
             .is_empty()
@@ -732,7 +736,10 @@ async fn a_patch_racing_a_delete_does_not_undo_its_deleting_mark() {
     // The delete is still held at Stripe: its mark must stand, and refuse new prices.
     let stored = env
         .store
-        .get_product(&env.project.id, product["id"].as_str().unwrap())
+        .get_product(
+            &env.project.id,
+            &ProductId::from(product["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .expect("the product is still there mid-delete");
@@ -823,7 +830,10 @@ async fn a_lost_answer_to_the_product_write_is_not_undone_in_stripe() {
     assert_eq!(env.stripe.request_count("DELETE /v1/products/:id"), 0);
     let stored = env
         .store
-        .get_product(&env.project.id, body["product"]["id"].as_str().unwrap())
+        .get_product(
+            &env.project.id,
+            &ProductId::from(body["product"]["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .expect("the record is there");
@@ -836,21 +846,11 @@ async fn a_lost_answer_to_the_product_write_is_not_undone_in_stripe() {
 #[tokio::test]
 async fn a_create_whose_answer_cannot_be_kept_still_answers_and_is_not_run_twice() {
     let env = TestEnv::new().await;
-    let auth = format!("Bearer {}", env.key);
     // A first call stamps the key's lastUsedAt (an UpdateItem), so the only UpdateItem of
     // the create below is the one that keeps its answer.
     env.call(Method::GET, &env.path("products"), None).await;
     env.dynamo.fail_next("UpdateItem", 3);
-    let path = env.path("products");
-    let send = || {
-        env.call_with_headers(
-            Some(&auth),
-            &[("idempotency-key", "kept-or-not")],
-            Method::POST,
-            &path,
-            Some(json!({"name": "Once"}).to_string()),
-        )
-    };
+    let send = || env.create_with_key("products", "kept-or-not", json!({"name": "Once"}));
     let (status, _, created) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(
@@ -866,7 +866,7 @@ async fn a_create_whose_answer_cannot_be_kept_still_answers_and_is_not_run_twice
 
     // Once the claim has gone stale (its attempt may have died), a retry takes it over with
     // the object ID kept with the key: it finds the product made, and makes no second one.
-    age_claim(&env, "kept-or-not").await;
+    env.age_idempotency_claim("kept-or-not").await;
     let (status, _, retried) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{retried}");
     assert_eq!(retried["product"]["id"], created["product"]["id"]);
@@ -876,46 +876,13 @@ async fn a_create_whose_answer_cannot_be_kept_still_answers_and_is_not_run_twice
     assert_eq!(replayed, retried, "kept this time, and replayed");
 }
 
-/// Moves a client key's claim back past its stale bound, as if its attempt had died two
-/// minutes ago.
-async fn age_claim(env: &TestEnv, key: &str) {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    env.store
-        .client()
-        .update_item()
-        .table_name(env.store.table())
-        .key(
-            "pk",
-            AttributeValue::S(billstack::store::keys::project_partition(&env.project.id)),
-        )
-        .key("sk", AttributeValue::S(format!("IDEMPOTENCY#{key}")))
-        .update_expression("SET claimedAt = :then")
-        .expression_attribute_values(
-            ":then",
-            AttributeValue::N((billstack::clock::now_epoch() - 600).to_string()),
-        )
-        .send()
-        .await
-        .expect("age the claim");
-}
-
 /// A create that failed after Stripe made the object (our write failed, and so did the undo
 /// in Stripe): its retry under the same Idempotency-Key makes that same object (Stripe
 /// replays the create), never a second one (issue #10, item 6).
 #[tokio::test]
 async fn a_retry_of_a_create_that_failed_midway_makes_the_same_object_once() {
     let env = TestEnv::new().await;
-    let auth = format!("Bearer {}", env.key);
-    let path = env.path("products");
-    let send = || {
-        env.call_with_headers(
-            Some(&auth),
-            &[("idempotency-key", "failed-midway")],
-            Method::POST,
-            &path,
-            Some(json!({"name": "Once"}).to_string()),
-        )
-    };
+    let send = || env.create_with_key("products", "failed-midway", json!({"name": "Once"}));
     env.stripe
         .inject_fault(Fault::new("DELETE /v1/products/:id", 500).with_times(2));
     // The claim of the key is the first PutItem: held until the product's write is set to
@@ -1024,6 +991,39 @@ async fn stripe_calls_stop_inside_the_invocations_deadline() {
     assert_eq!(creates(), 4, "cut, not retried");
     let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
     assert_eq!(list["products"], json!([]));
+}
+
+/// DynamoDB calls end inside the invocation's deadline too (issue #10, item 7): a read held
+/// at the proxy past it is answered 503, to retry, instead of whatever the call brings back
+/// after the function's time is up. Without a deadline the same held read waits and answers.
+#[tokio::test]
+async fn dynamodb_calls_stop_inside_the_invocations_deadline() {
+    use std::time::Duration;
+    let env = TestEnv::new().await;
+    let product = create_product(&env, json!({"name": "Slow read"})).await;
+    let path = item(&env, "products", &product["id"]);
+    let held_for = |left_ms| {
+        let mut held = env.dynamo.hold_next("GetItem");
+        let (env, path) = (&env, &path);
+        async move {
+            let release = async {
+                held.reached().await;
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                held.release();
+            };
+            let (answer, ()) =
+                tokio::join!(call_within(env, Method::GET, path, None, left_ms), release);
+            answer
+        }
+    };
+    // 1.5 s left (1 s after the answer's reserve), the read held 2.5 s: cut, 503.
+    let (status, answer) = held_for(Some(1500)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"], "The database is busy; retry the request");
+    // No deadline: the read waits for its answer.
+    let (status, answer) = held_for(None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["product"]["id"], product["id"]);
 }
 
 /// A product with more prices than one invocation can deactivate is deleted all the same:
@@ -1154,4 +1154,81 @@ async fn a_patch_that_loses_its_write_puts_stripe_back() {
         env.call(Method::GET, &path, None).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// A product change Stripe took but our table could not (DynamoDB failing) is put back in
+/// Stripe, and the client's retry of it then changes Stripe again (issue #10, item 5).
+#[tokio::test]
+async fn an_update_whose_write_fails_puts_stripe_back_and_its_retry_applies() {
+    let env = TestEnv::new().await;
+    let product =
+        create_product(&env, json!({"name": "Before", "metadata": {"tier": "one"}})).await;
+    let stripe_id = product["stripeProductId"].as_str().unwrap();
+    let path = item(&env, "products", &product["id"]);
+    let patch = json!({"name": "After", "isActive": false, "metadata": {"tier": "two"}});
+    env.dynamo.fail_next("PutItem", 3);
+    let (status, answer) = env.call(Method::PATCH, &path, Some(patch.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let in_stripe = env.stripe.product(stripe_id).unwrap();
+    assert_eq!(
+        (
+            &in_stripe["name"],
+            &in_stripe["active"],
+            &in_stripe["metadata"]["tier"]
+        ),
+        (&json!("Before"), &json!(true), &json!("one"))
+    );
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["product"], product);
+
+    let (status, answer) = env.call(Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let in_stripe = env.stripe.product(stripe_id).unwrap();
+    assert_eq!(
+        (
+            &in_stripe["name"],
+            &in_stripe["active"],
+            &in_stripe["metadata"]["tier"]
+        ),
+        (&json!("After"), &json!(false), &json!("two"))
+    );
+}
+
+/// An invocation that dies at its last step, the product's write (held at the proxy while
+/// the invocation's future is dropped, so none of our code after it runs, as when Lambda
+/// stops a function that ran out of time), is finished by the client's retry under the
+/// same Idempotency-Key once the dead attempt's claim is stale: one product, in Stripe and
+/// here, whether or not the dead write reached DynamoDB.
+#[tokio::test]
+async fn a_create_whose_invocation_died_at_its_write_is_finished_by_its_retry() {
+    let env = TestEnv::new().await;
+    let send = || env.create_with_key("products", "dies-at-write", json!({"name": "Survivor"}));
+    // The first PutItem claims the key; the second is the product's record.
+    let mut claim = env.dynamo.hold_next("PutItem");
+    let mut write = None;
+    {
+        let dying = send();
+        let reached = async {
+            claim.reached().await;
+            let mut record = env.dynamo.hold_next("PutItem");
+            claim.release();
+            record.reached().await;
+            write = Some(record);
+        };
+        tokio::select! {
+            answer = dying => panic!("the attempt was to die, not answer: {answer:?}"),
+            () = reached => {}
+        }
+    }
+    write.expect("the write was reached").release();
+    let made = env.stripe.products();
+    assert_eq!(made.len(), 1);
+
+    env.age_idempotency_claim("dies-at-write").await;
+    let (status, _, created) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["product"]["stripeProductId"], made[0]["id"]);
+    assert_eq!(env.stripe.products().len(), 1, "no second Stripe product");
+    let (_, list) = env.call(Method::GET, &env.path("products"), None).await;
+    assert_eq!(list["products"], json!([created["product"]]));
 }

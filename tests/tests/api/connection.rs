@@ -58,7 +58,10 @@ async fn status(env: &TestEnv, token: &str, team_id: &str) -> Value {
 
 /// The team's stored connection record, raw.
 async fn stored(env: &TestEnv, team_id: &str) -> Option<billstack::model::StripeConnection> {
-    env.store.get_stripe_connection(team_id).await.unwrap()
+    env.store
+        .get_stripe_connection(&team_id.into())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -259,7 +259,7 @@ async fn keys_are_fetched_at_first_use_and_again_for_a_new_kid_at_most_once_a_mi
     let kid = issuer.rotate(Algorithm::RS256);
     let rotated = issuer.sign_with_kid(&issuer.claims_for("u3"), &kid);
     let err = verifier.verify(&rotated).await.unwrap_err();
-    assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(issuer.jwks_fetches(), 1);
 
     // With the bound at zero, the new kid triggers one fetch and then verifies.
@@ -288,7 +288,7 @@ async fn discovery_and_an_explicit_jwks_url_both_work_and_an_unreachable_issuer_
         ..issuer_config(&issuer)
     });
     let err = gone.verify(&token).await.unwrap_err();
-    assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(err.retry_after, Some(1));
 }
 

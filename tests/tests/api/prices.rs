@@ -1,5 +1,6 @@
 //! The prices API end to end: handlers → DynamoDB Local and the Stripe emulator.
 
+use billstack::ids::{PriceId, ProductId};
 use billstack_tests::{Fault, TestEnv, project_path};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -32,7 +33,7 @@ async fn create_recurring_and_one_time_prices_in_stripe_and_dynamodb() {
     let product_id = product(&env, "Pro").await;
     let stored_product = env
         .store
-        .get_product(&env.project.id, &product_id)
+        .get_product(&env.project.id, &ProductId::from(&product_id))
         .await
         .unwrap()
         .unwrap();
@@ -73,7 +74,7 @@ async fn create_recurring_and_one_time_prices_in_stripe_and_dynamodb() {
     );
     let stored = env
         .store
-        .get_price(&env.project.id, id)
+        .get_price(&env.project.id, &PriceId::from(id))
         .await
         .unwrap()
         .unwrap();
@@ -381,7 +382,10 @@ async fn only_is_active_and_metadata_can_change() {
     );
     assert!(
         !env.store
-            .get_price(&env.project.id, price["id"].as_str().unwrap())
+            .get_price(
+                &env.project.id,
+                &PriceId::from(price["id"].as_str().unwrap())
+            )
             .await
             .unwrap()
             .unwrap()
@@ -604,4 +608,44 @@ async fn a_price_patch_that_loses_its_write_puts_stripe_back() {
     let (_, got) = env.call(Method::GET, &path, None).await;
     assert_eq!(got["price"]["metadata"], json!({"tier": "first"}));
     assert_eq!(got["price"]["isActive"], true);
+}
+
+/// A price delete that fails at either step leaves the price as it was, here and in
+/// Stripe: Stripe failing changes nothing; our delete failing after Stripe deactivated the
+/// price puts Stripe back (active again). The retry then deletes it and deactivates it in
+/// Stripe for real, not as a replay of the attempt that was put back.
+#[tokio::test]
+async fn a_delete_failing_at_either_step_leaves_the_price_and_its_retry_deletes_it() {
+    let env = TestEnv::new().await;
+    let product_id = product(&env, "Kept").await;
+    let price = create(
+        &env,
+        json!({"productId": product_id, "unitAmount": 900, "currency": "usd", "interval": "month"}),
+    )
+    .await;
+    let stripe_id = price["stripePriceId"].as_str().unwrap();
+    let path = item(&env, &price["id"]);
+    let unchanged = || async {
+        let (status, got) = env.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(got["price"], price);
+        assert_eq!(env.stripe.price(stripe_id).unwrap()["active"], true);
+    };
+
+    env.stripe
+        .inject_fault(Fault::new("POST /v1/prices/:id", 500).with_times(2));
+    let (status, answer) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    unchanged().await;
+
+    env.dynamo.fail_next("DeleteItem", 3);
+    let (status, answer) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    unchanged().await;
+
+    let (status, answer) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(env.stripe.price(stripe_id).unwrap()["active"], false);
 }

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use billstack::ids::CustomerId;
 use billstack_tests::{Fault, FaultTiming, TestEnv};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -71,7 +72,7 @@ async fn create_writes_the_customer_to_stripe_and_dynamodb() {
     // DynamoDB: the record and the email's uniqueness item.
     let stored = env
         .store
-        .get_customer(&env.project.id, id)
+        .get_customer(&env.project.id, &CustomerId::from(id))
         .await
         .unwrap()
         .expect("stored");
@@ -321,7 +322,7 @@ async fn get_unknown_or_foreign_customer_is_404() {
     }
     let stored = env
         .store
-        .get_customer(&other.id, foreign_id)
+        .get_customer(&other.id, &CustomerId::from(foreign_id))
         .await
         .unwrap()
         .unwrap();
@@ -440,7 +441,7 @@ async fn update_changes_stripe_then_our_record_and_metadata_replaces() {
     );
     let stored = env
         .store
-        .get_customer(&env.project.id, id)
+        .get_customer(&env.project.id, &CustomerId::from(id))
         .await
         .unwrap()
         .unwrap();
@@ -581,7 +582,7 @@ async fn delete_removes_our_record_only_and_recreate_links_to_stripe() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
         env.store
-            .get_customer(&env.project.id, id)
+            .get_customer(&env.project.id, &CustomerId::from(id))
             .await
             .unwrap()
             .is_none()
@@ -783,7 +784,7 @@ async fn stripe_throttling_is_429_and_a_failed_update_leaves_the_record() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     let stored = env
         .store
-        .get_customer(&env.project.id, id)
+        .get_customer(&env.project.id, &CustomerId::from(id))
         .await
         .unwrap()
         .unwrap();
@@ -1081,4 +1082,184 @@ async fn an_update_whose_write_fails_puts_stripe_back() {
         .create("customers", json!({"email": "moved@example.com"}))
         .await;
     assert_ne!(other["stripeCustomerId"].as_str(), Some(stripe_id.as_str()));
+
+    // The client's retry of the change (after the undo) changes Stripe again: its call is
+    // not taken for a replay of the attempt that was undone.
+    let (status, answer) = env
+        .call(Method::PATCH, &path, Some(json!({"name": "After"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(env.stripe.customer(&stripe_id).unwrap()["name"], "After");
+    env.dynamo.fail_next("TransactWriteItems", 3);
+    let patch = json!({"name": "Again"});
+    let (status, _) = env.call(Method::PATCH, &path, Some(patch.clone())).await;
+    assert!(status.is_server_error());
+    assert_eq!(env.stripe.customer(&stripe_id).unwrap()["name"], "After");
+    let (status, answer) = env.call(Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(env.stripe.customer(&stripe_id).unwrap()["name"], "Again");
+}
+
+/// A PATCH whose write fails (DynamoDB failing) while Stripe fails the undo too: what the
+/// client was told failed stays in Stripe for now. Answered 5xx, so the client retries.
+async fn patch_with_a_failing_undo(env: &TestEnv, path: &str, patch: Value) -> (StatusCode, Value) {
+    env.dynamo.fail_next("TransactWriteItems", 3);
+    // Held until Stripe has taken the change; the undo and its retry then meet a 500.
+    let mut write = env.dynamo.hold_next("TransactWriteItems");
+    let stripe = &env.stripe;
+    let (answer, ()) = tokio::join!(env.call(Method::PATCH, path, Some(patch)), async move {
+        write.reached().await;
+        stripe.inject_fault(Fault::new("POST /v1/customers/:id", 500).with_times(2));
+        write.release();
+    });
+    answer
+}
+
+/// The undo itself failing (issue #10, item 5): the record stays the truth, the client's
+/// retry of its PATCH makes Stripe and the table agree, and meanwhile the Stripe customer,
+/// which holds an email our table does not give it, is never linked by a create of that
+/// email (two of our customers would share one Stripe customer).
+#[tokio::test]
+async fn an_update_whose_undo_fails_too_is_mended_by_its_retry_and_never_shared() {
+    let env = TestEnv::new().await;
+    let retried = create(&env, json!({"email": "one@example.com", "name": "Before"})).await;
+    let path = item_path(&env, retried["id"].as_str().unwrap());
+    let stripe_id = retried["stripeCustomerId"].as_str().unwrap();
+    let patch = json!({"name": "After", "email": "one.moved@example.com"});
+    let (status, answer) = patch_with_a_failing_undo(&env, &path, patch.clone()).await;
+    assert!(status.is_server_error(), "{status} {answer}");
+    assert_eq!(
+        env.stripe.customer(stripe_id).unwrap()["email"],
+        "one.moved@example.com"
+    );
+    let (_, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(got["customer"]["email"], "one@example.com");
+    assert_eq!(got["customer"]["name"], "Before");
+    let (status, answer) = env.call(Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let in_stripe = env.stripe.customer(stripe_id).unwrap();
+    assert_eq!(
+        (&in_stripe["email"], &in_stripe["name"]),
+        (&answer["customer"]["email"], &answer["customer"]["name"])
+    );
+    assert_eq!(answer["customer"]["email"], "one.moved@example.com");
+
+    // Another customer's undo fails; before any retry, a create of the email its Stripe
+    // customer now holds gets a Stripe customer of its own.
+    let held = create(&env, json!({"email": "two@example.com"})).await;
+    let path = item_path(&env, held["id"].as_str().unwrap());
+    let (status, _) =
+        patch_with_a_failing_undo(&env, &path, json!({"email": "two.moved@example.com"})).await;
+    assert!(status.is_server_error());
+    let held_stripe_id = held["stripeCustomerId"].as_str().unwrap();
+    assert_eq!(
+        env.stripe.customer(held_stripe_id).unwrap()["email"],
+        "two.moved@example.com"
+    );
+    let other = create(&env, json!({"email": "two.moved@example.com"})).await;
+    assert_ne!(other["stripeCustomerId"].as_str(), Some(held_stripe_id));
+    assert_eq!(
+        stripe_metadata(&env, held_stripe_id)["billstack_id"],
+        held["id"],
+        "the held Stripe customer is still only its own customer's"
+    );
+}
+
+/// A customer delete whose write fails (DynamoDB failing) changes nothing: the record and
+/// its email stay, and the retry deletes both.
+#[tokio::test]
+async fn a_delete_whose_write_fails_changes_nothing_and_its_retry_deletes() {
+    let env = TestEnv::new().await;
+    let customer = create(&env, json!({"email": "stays@example.com"})).await;
+    let path = item_path(&env, customer["id"].as_str().unwrap());
+    env.dynamo.fail_next("TransactWriteItems", 3);
+    let (status, answer) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let (status, got) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["customer"], customer);
+    let (status, taken) = env
+        .call(
+            Method::POST,
+            &env.path("customers"),
+            Some(json!({"email": "stays@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{taken}");
+
+    let (status, _) = env.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    create(&env, json!({"email": "stays@example.com"})).await;
+}
+
+/// An invocation that dies half way through a create: its future is dropped where it
+/// stands, so none of our code after that point runs, as when Lambda stops a function that
+/// ran out of time. Here it dies while Stripe, having made the customer, is slow to answer.
+/// The client's retry under the same Idempotency-Key is told the first attempt is in
+/// progress; once that claim has gone stale, the retry makes the customer the dead attempt
+/// began, around the Stripe customer it made, and no second one.
+#[tokio::test]
+async fn a_create_whose_invocation_died_after_stripe_is_finished_by_its_retry() {
+    use std::time::Duration;
+    let env = TestEnv::new().await;
+    let path = env.path("customers");
+    let send = || {
+        env.create_with_key(
+            "customers",
+            "dies-midway",
+            json!({"email": "dies@example.com"}),
+        )
+    };
+    env.stripe.inject_fault(
+        Fault::new("POST /v1/customers", 0)
+            .with_timing(FaultTiming::AfterApply)
+            .with_delay(Duration::from_secs(60)),
+    );
+    {
+        let dying = send();
+        let made = async {
+            while env.stripe.customers().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            answer = dying => panic!("the attempt was to die, not answer: {answer:?}"),
+            () = made => {}
+        }
+    }
+    let made = env.stripe.customers();
+    assert_eq!(made.len(), 1);
+
+    let (status, _, answer) = send().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["code"], "idempotency_in_progress");
+    // The dead attempt's reservation holds the email until it goes stale.
+    let (status, answer) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"email": "dies@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (StatusCode::CONFLICT, &json!("email_taken"))
+    );
+
+    env.age_idempotency_claim("dies-midway").await;
+    let (status, _, created) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let customer = &created["customer"];
+    assert_eq!(customer["stripeCustomerId"], made[0]["id"]);
+    assert_eq!(
+        customer["id"], made[0]["metadata"]["billstack_id"],
+        "the dead attempt's ID"
+    );
+    assert_eq!(env.stripe.customers().len(), 1, "no second Stripe customer");
+    let (_, list) = env.call(Method::GET, &path, None).await;
+    assert_eq!(list["customers"], json!([customer]));
+    let (status, _, replayed) = send().await;
+    assert_eq!((status, &replayed), (StatusCode::CREATED, &created));
 }

@@ -2,6 +2,7 @@
 //! team's webhook endpoint; what each one changes (or, when it must not, leaves alone).
 
 use billstack::clock;
+use billstack::ids::CustomerId;
 use billstack_tests::TestEnv;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -151,7 +152,10 @@ async fn customer_updated_applies_once_and_an_older_event_never_overwrites_a_new
     // A redelivery is answered 200 and applies nothing.
     let stored = env
         .store
-        .get_customer(&env.project.id, customer["id"].as_str().unwrap())
+        .get_customer(
+            &env.project.id,
+            &CustomerId::from(customer["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -165,7 +169,10 @@ async fn customer_updated_applies_once_and_an_older_event_never_overwrites_a_new
     );
     let again = env
         .store
-        .get_customer(&env.project.id, customer["id"].as_str().unwrap())
+        .get_customer(
+            &env.project.id,
+            &CustomerId::from(customer["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -182,7 +189,10 @@ async fn a_tie_is_decided_by_what_stripe_holds_now() {
     let in_stripe = env.stripe.customer(stripe_id).unwrap();
     let synced = env
         .store
-        .get_customer(&env.project.id, customer["id"].as_str().unwrap())
+        .get_customer(
+            &env.project.id,
+            &CustomerId::from(customer["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap()
@@ -243,7 +253,10 @@ async fn a_conflicting_email_is_recorded_on_the_customer_not_applied() {
     );
     let stored = env
         .store
-        .get_customer(&env.project.id, b["id"].as_str().unwrap())
+        .get_customer(
+            &env.project.id,
+            &CustomerId::from(b["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -286,7 +299,10 @@ async fn customer_deleted_marks_it_deleted_and_frees_its_email() {
     assert_eq!(list["customers"], json!([]));
     let kept = env
         .store
-        .get_deleted_customer(&env.project.id, customer["id"].as_str().unwrap())
+        .get_deleted_customer(
+            &env.project.id,
+            &CustomerId::from(customer["id"].as_str().unwrap()),
+        )
         .await
         .unwrap()
         .expect("the record is kept");
@@ -469,7 +485,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let body = change.to_string();
     let now = clock::now_epoch();
     let signed = webhooks::signature::sign(body.as_bytes(), WHSEC, now);
-    let team = env.team.id.clone();
+    let team = env.team.id.to_string();
     let cases: Vec<(String, String, Option<String>, &str)> = vec![
         (team.clone(), body.clone(), None, "invalid_signature"),
         (
@@ -772,5 +788,52 @@ async fn the_echo_of_our_own_change_does_not_fail_the_request_that_made_it() {
     assert_eq!(
         get(&env, "products", &product["id"]).await.0,
         StatusCode::NOT_FOUND
+    );
+}
+
+/// An event whose apply fails (DynamoDB failing while it writes) is answered 5xx and taken
+/// back, so Stripe's redelivery of it applies it rather than being counted a duplicate.
+#[tokio::test]
+async fn an_event_whose_apply_fails_is_applied_by_stripes_redelivery() {
+    let env = with_webhooks().await;
+    let customer = env
+        .create(
+            "customers",
+            json!({"email": "redo@example.com", "name": "Old"}),
+        )
+        .await;
+    let in_stripe = env
+        .stripe
+        .customer(customer["stripeCustomerId"].as_str().unwrap())
+        .unwrap();
+    let updated = event(
+        "customer.updated",
+        clock::now_epoch() + 10,
+        with(in_stripe, json!({"name": "New"})),
+    );
+    // The event's own record (a PutItem) goes through; the apply's write after it fails.
+    let mut recorded = env.dynamo.hold_next("PutItem");
+    let dynamo = &env.dynamo;
+    let ((status, answer), ()) = tokio::join!(deliver(&env, &updated), async move {
+        recorded.reached().await;
+        dynamo.fail_next("TransactWriteItems", 3);
+        recorded.release();
+    });
+    assert!(status.is_server_error(), "{status} {answer}");
+    let (_, got) = get(&env, "customers", &customer["id"]).await;
+    assert_eq!(got["customer"]["name"], "Old");
+
+    let (status, answer) = deliver(&env, &updated).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{answer}"
+    );
+    let (_, got) = get(&env, "customers", &customer["id"]).await;
+    assert_eq!(got["customer"]["name"], "New");
+    let (status, answer) = deliver(&env, &updated).await;
+    assert_eq!(
+        (status, answer["duplicate"].as_bool()),
+        (StatusCode::OK, Some(true))
     );
 }
