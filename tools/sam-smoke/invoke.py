@@ -52,12 +52,14 @@ PLAN = [
 ]
 
 
-# SAM's own words when the container never answered: it checks the container's port
-# through Docker's port proxy, which accepts connections before the runtime interface
-# emulator inside listens, then tries three times within about 0.7 s and gives up. Under
-# QEMU on a busy machine the emulator can take longer than that to start (seen in about 3 of
-# 150 invokes here). SAM then waits out the function's timer (30 s) for nothing: stop it
-# at once and invoke again.
+# SAM's own words when the container never answered: it waits until the container's
+# published port takes a connection, then posts three times within about 0.7 s and gives
+# up. Docker's own port proxy takes the connection before the runtime interface emulator
+# inside listens, and under QEMU on a slow machine the emulator needs longer than 0.7 s (CI
+# once lost 7 of 9 invokes so). scripts/sam-engine's dockerd runs tools/sam-engine/
+# port-proxy.py instead, which holds the connection until the emulator listens. A daemon
+# not started by sam-engine still has Docker's proxy: then SAM waits out the function's
+# timer (30 s) for nothing, so stop it at once and invoke again (marked "retried").
 NO_RESPONSE = "No response from invoke container"
 
 
