@@ -122,8 +122,11 @@ localapi_bin() {
     LOCALAPI_BIN="$BILLSTACK_LOCAL_BIN"
     return 0
   fi
-  contract_log "building billstack-local (cargo build --locked -p billstack-local)"
-  (cd "$contract_root" && cargo build --locked -p billstack-local >&2)
+  # --workspace: dependencies get the features the whole workspace (and so scripts/test)
+  # gives them, and a build after the tests reuses theirs. `-p billstack-local` would
+  # resolve its own, fewer, features and build most dependencies again (12 min in CI).
+  contract_log "building billstack-local (cargo build --locked --workspace --bin billstack-local)"
+  (cd "$contract_root" && cargo build --locked --workspace --bin billstack-local >&2)
   LOCALAPI_BIN="${CARGO_TARGET_DIR:-$contract_root/target}/debug/billstack-local"
   case "$LOCALAPI_BIN" in
     /*) ;;
